@@ -4,7 +4,7 @@
  * Conventions (after IREE): functions are aotc_<object>_<verb>; outputs come
  * last with an out_ prefix; a function that can fail returns an
  * aotc_status_t*, NULL on success, which the caller frees with
- * aotc_status_free(). Objects are reference counted: *_open/*_load results
+ * aotc_status_free(). Objects are reference counted: open and load results
  * belong to the caller, who releases them; accessors lend.
  *
  * Thread-safety: aotc_package_t and aotc_model_t are thread-safe. Concurrent
