@@ -105,7 +105,7 @@ class [[nodiscard]] Result final {
   static_assert(!std::is_same<std::decay_t<T>, Status>::value, "Result<Status> is meaningless");
 
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : state_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : state_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(state_).ok()) {
       state_ = Status(StatusCode::kInternal, "aotc::Result constructed from an OK status");
@@ -149,9 +149,9 @@ class [[nodiscard]] Result final {
 
 // Propagation helpers for code using this API (standard C++17). Named
 // AOTC_CPP_* so they never clash with the runtime's internal macros.
-#define AOTC_CPP_RETURN_IF_ERROR(expr)            \
-  do {                                            \
-    ::aotc::Status aotc_cpp_status_ = (expr);     \
+#define AOTC_CPP_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::aotc::Status aotc_cpp_status_ = (expr);            \
     if (!aotc_cpp_status_.ok()) return aotc_cpp_status_; \
   } while (0)
 
@@ -175,8 +175,8 @@ inline Status check_api_version() {
   const int64_t major = version >> 16, minor = version & 0xffffu;
   if (major != AOTC_API_VERSION_MAJOR || minor < AOTC_API_VERSION_MINOR) {
     return Status(StatusCode::kIncompatible,
-                  "aotc.hpp was written for C API " + std::to_string(AOTC_API_VERSION_MAJOR) +
-                      "." + std::to_string(AOTC_API_VERSION_MINOR) + " but the runtime library " +
+                  "aotc.hpp was written for C API " + std::to_string(AOTC_API_VERSION_MAJOR) + "." +
+                      std::to_string(AOTC_API_VERSION_MINOR) + " but the runtime library " +
                       "implements " + std::to_string(major) + "." + std::to_string(minor));
   }
   return Status();
@@ -203,16 +203,26 @@ enum class DType : int32_t {
 // "float32", ...; "unknown" for a value outside DType.
 inline const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return "float32";
-    case DType::kFloat16: return "float16";
-    case DType::kBFloat16: return "bfloat16";
-    case DType::kFloat64: return "float64";
-    case DType::kInt8: return "int8";
-    case DType::kUInt8: return "uint8";
-    case DType::kInt16: return "int16";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kBool: return "bool";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kBFloat16:
+      return "bfloat16";
+    case DType::kFloat64:
+      return "float64";
+    case DType::kInt8:
+      return "int8";
+    case DType::kUInt8:
+      return "uint8";
+    case DType::kInt16:
+      return "int16";
+    case DType::kInt32:
+      return "int32";
+    case DType::kInt64:
+      return "int64";
+    case DType::kBool:
+      return "bool";
   }
   return "unknown";
 }
@@ -221,15 +231,19 @@ inline const char* dtype_name(DType dtype) {
 inline constexpr size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::kFloat64:
-    case DType::kInt64: return 8;
+    case DType::kInt64:
+      return 8;
     case DType::kFloat32:
-    case DType::kInt32: return 4;
+    case DType::kInt32:
+      return 4;
     case DType::kFloat16:
     case DType::kBFloat16:
-    case DType::kInt16: return 2;
+    case DType::kInt16:
+      return 2;
     case DType::kInt8:
     case DType::kUInt8:
-    case DType::kBool: return 1;
+    case DType::kBool:
+      return 1;
   }
   return 0;
 }
@@ -269,7 +283,7 @@ struct Float16 {
     uint32_t out;
     if (f >= kF16Overflow) {
       out = f > kF32Infinity ? 0x7e00u : 0x7c00u;  // NaN : infinity
-    } else if (f < (113u << 23)) {  // below 2^-14: float16 subnormal or zero
+    } else if (f < (113u << 23)) {                 // below 2^-14: float16 subnormal or zero
       float magic, sum;
       std::memcpy(&magic, &kDenormMagic, sizeof(magic));
       std::memcpy(&sum, &f, sizeof(sum));
@@ -309,17 +323,28 @@ struct Float16 {
 template <typename T>
 constexpr DType dtype_of() {
   using U = std::remove_cv_t<T>;
-  if constexpr (std::is_same<U, float>::value) return DType::kFloat32;
-  else if constexpr (std::is_same<U, Float16>::value) return DType::kFloat16;
-  else if constexpr (std::is_same<U, BFloat16>::value) return DType::kBFloat16;
-  else if constexpr (std::is_same<U, double>::value) return DType::kFloat64;
-  else if constexpr (std::is_same<U, int8_t>::value) return DType::kInt8;
-  else if constexpr (std::is_same<U, uint8_t>::value) return DType::kUInt8;
-  else if constexpr (std::is_same<U, int16_t>::value) return DType::kInt16;
-  else if constexpr (std::is_same<U, int32_t>::value) return DType::kInt32;
-  else if constexpr (std::is_same<U, int64_t>::value) return DType::kInt64;
-  else if constexpr (std::is_same<U, bool>::value) return DType::kBool;
-  else static_assert(sizeof(U) == 0, "no aotc::DType for this element type");
+  if constexpr (std::is_same<U, float>::value)
+    return DType::kFloat32;
+  else if constexpr (std::is_same<U, Float16>::value)
+    return DType::kFloat16;
+  else if constexpr (std::is_same<U, BFloat16>::value)
+    return DType::kBFloat16;
+  else if constexpr (std::is_same<U, double>::value)
+    return DType::kFloat64;
+  else if constexpr (std::is_same<U, int8_t>::value)
+    return DType::kInt8;
+  else if constexpr (std::is_same<U, uint8_t>::value)
+    return DType::kUInt8;
+  else if constexpr (std::is_same<U, int16_t>::value)
+    return DType::kInt16;
+  else if constexpr (std::is_same<U, int32_t>::value)
+    return DType::kInt32;
+  else if constexpr (std::is_same<U, int64_t>::value)
+    return DType::kInt64;
+  else if constexpr (std::is_same<U, bool>::value)
+    return DType::kBool;
+  else
+    static_assert(sizeof(U) == 0, "no aotc::DType for this element type");
 }
 
 enum class DeviceType : int32_t {
@@ -412,9 +437,9 @@ class TensorView final {
     Status status = check_shape(data, dtype, sizes);
     if (!status.ok()) return status;
     if (strides.size() != sizes.size()) {
-      return Status(StatusCode::kInvalidArgument,
-                    "TensorView: " + std::to_string(strides.size()) + " strides for " +
-                        std::to_string(sizes.size()) + " sizes");
+      return Status(StatusCode::kInvalidArgument, "TensorView: " + std::to_string(strides.size()) +
+                                                      " strides for " +
+                                                      std::to_string(sizes.size()) + " sizes");
     }
     TensorView view;
     view.fill(data, dtype, sizes, device);
@@ -436,7 +461,9 @@ class TensorView final {
     return dtype_of<T>() == dtype() ? static_cast<T*>(view_.data) : nullptr;
   }
   DType dtype() const { return static_cast<DType>(view_.dtype); }
-  Device device() const { return Device{static_cast<DeviceType>(view_.device_type), view_.device_index}; }
+  Device device() const {
+    return Device{static_cast<DeviceType>(view_.device_type), view_.device_index};
+  }
   int ndim() const { return view_.ndim; }
   std::vector<int64_t> sizes() const {
     return std::vector<int64_t>(view_.sizes, view_.sizes + clamped_ndim());
@@ -471,9 +498,9 @@ class TensorView final {
                     "TensorView: bad dtype " + std::to_string(static_cast<int>(dtype)));
     }
     if (sizes.size() > AOTC_MAX_DIMS) {
-      return Status(StatusCode::kInvalidArgument,
-                    "TensorView: " + std::to_string(sizes.size()) + " dims, at most " +
-                        std::to_string(AOTC_MAX_DIMS) + " supported");
+      return Status(StatusCode::kInvalidArgument, "TensorView: " + std::to_string(sizes.size()) +
+                                                      " dims, at most " +
+                                                      std::to_string(AOTC_MAX_DIMS) + " supported");
     }
     int64_t numel = 1;
     for (int64_t size : sizes) {
@@ -681,11 +708,11 @@ class Package final {
 struct TensorSpec {
   std::string name;
   DType dtype = DType::kFloat32;
-  std::vector<int64_t> sizes;           // -1 for a dynamic dim
-  std::vector<std::string> dim_exprs;   // "8", "s0", "2*s0"
-  std::vector<int64_t> dim_min;         // declared range of each dim
-  std::vector<int64_t> dim_max;         // INT64_MAX when unbounded
-  bool mutated = false;                 // an input the model writes
+  std::vector<int64_t> sizes;          // -1 for a dynamic dim
+  std::vector<std::string> dim_exprs;  // "8", "s0", "2*s0"
+  std::vector<int64_t> dim_min;        // declared range of each dim
+  std::vector<int64_t> dim_max;        // INT64_MAX when unbounded
+  bool mutated = false;                // an input the model writes
 
   int ndim() const { return static_cast<int>(sizes.size()); }
   bool is_dynamic() const {
@@ -805,23 +832,22 @@ class Model final {
   Result<std::vector<std::vector<int64_t>>> plan(
       const std::vector<std::vector<int64_t>>& input_sizes) const {
     if (input_sizes.size() != inputs_.size()) {
-      return Status(StatusCode::kInvalidArgument,
-                    "plan: model '" + std::string(name()) + "' takes " +
-                        std::to_string(inputs_.size()) + " inputs, got sizes for " +
-                        std::to_string(input_sizes.size()));
+      return Status(StatusCode::kInvalidArgument, "plan: model '" + std::string(name()) +
+                                                      "' takes " + std::to_string(inputs_.size()) +
+                                                      " inputs, got sizes for " +
+                                                      std::to_string(input_sizes.size()));
     }
     std::vector<const int64_t*> in(input_sizes.size());
     for (size_t i = 0; i < input_sizes.size(); ++i) {
       if (input_sizes[i].size() != inputs_[i].sizes.size()) {
         return Status(StatusCode::kInvalidArgument,
-                      "plan: input " + std::to_string(i) + " \"" + inputs_[i].name + "\": " +
-                          "expected " + std::to_string(inputs_[i].sizes.size()) + " dims, got " +
-                          std::to_string(input_sizes[i].size()));
+                      "plan: input " + std::to_string(i) + " \"" + inputs_[i].name +
+                          "\": " + "expected " + std::to_string(inputs_[i].sizes.size()) +
+                          " dims, got " + std::to_string(input_sizes[i].size()));
       }
       in[i] = input_sizes[i].data();
     }
-    std::vector<std::vector<int64_t>> out(outputs_.size(),
-                                          std::vector<int64_t>(AOTC_MAX_DIMS, 0));
+    std::vector<std::vector<int64_t>> out(outputs_.size(), std::vector<int64_t>(AOTC_MAX_DIMS, 0));
     std::vector<int64_t*> out_ptrs(outputs_.size());
     for (size_t i = 0; i < out.size(); ++i) out_ptrs[i] = out[i].data();
     Status status(aotc_model_plan(model_, in.data(), in.size(), out_ptrs.data(), out_ptrs.size()));
@@ -909,8 +935,8 @@ class Model final {
       Status status(spec_fn(model_, i, &c_spec));
       if (!status.ok()) return status;
       if (c_spec.ndim < 0 || c_spec.ndim > AOTC_MAX_DIMS) {
-        return Status(StatusCode::kInternal, "tensor spec with " + std::to_string(c_spec.ndim) +
-                                                 " dims");
+        return Status(StatusCode::kInternal,
+                      "tensor spec with " + std::to_string(c_spec.ndim) + " dims");
       }
       TensorSpec spec;
       spec.name = c_spec.name != nullptr ? c_spec.name : "";
