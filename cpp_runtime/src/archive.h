@@ -33,7 +33,9 @@ class Archive final {
   const std::vector<ArchiveEntry>& entries() const { return entries_; }
   // nullptr when absent.
   const ArchiveEntry* find(std::string_view name) const;
-  const uint8_t* data(const ArchiveEntry& entry) const { return bytes_->data() + entry.data_offset; }
+  const uint8_t* data(const ArchiveEntry& entry) const {
+    return bytes_->data() + entry.data_offset;
+  }
   std::string_view text(const ArchiveEntry& entry) const {
     return std::string_view(reinterpret_cast<const char*>(data(entry)), entry.size);
   }

@@ -27,7 +27,8 @@ class Bytes final {
   size_t size() const { return size_; }
 
  private:
-  Bytes(const uint8_t* data, size_t size, bool mapped) : data_(data), size_(size), mapped_(mapped) {}
+  Bytes(const uint8_t* data, size_t size, bool mapped)
+      : data_(data), size_(size), mapped_(mapped) {}
   const uint8_t* data_;
   size_t size_;
   bool mapped_;

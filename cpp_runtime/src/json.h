@@ -32,7 +32,9 @@ class Json final {
   double as_number() const { return number_; }
   // True when the number is integral and fits in int64.
   bool is_int() const;
-  int64_t as_int() const { return static_cast<int64_t>(number_); }
+  // Exact for integer literals (no fraction or exponent) up to int64's range,
+  // which doubles cannot hold past 2^53; 0 when !is_int().
+  int64_t as_int() const;
   const std::string& as_string() const { return string_; }
   const std::vector<Json>& items() const { return array_; }
   // Object members in document order.
@@ -45,6 +47,8 @@ class Json final {
   Type type_ = Type::kNull;
   bool bool_ = false;
   double number_ = 0;
+  bool exact_int_ = false;  // number_ came from an integer literal held in int_
+  int64_t int_ = 0;
   std::string string_;
   std::vector<Json> array_;
   std::vector<std::pair<std::string, Json>> object_;
