@@ -39,7 +39,8 @@ Result<void*> dlopen_path(const std::string& path, const std::string& label) {
   return handle;
 }
 
-Result<void*> load_from_memfd(std::string_view image, const std::string& label) {
+// On success |*out_fd| is the memfd, to be closed after dlclose.
+Result<void*> load_from_memfd(std::string_view image, const std::string& label, int* out_fd) {
   int fd = ::memfd_create("aotc-model", MFD_CLOEXEC);
   if (fd < 0)
     return Error(Code::kUnsupported, "memfd_create failed: %s", std::strerror(errno));
@@ -49,7 +50,10 @@ Result<void*> load_from_memfd(std::string_view image, const std::string& label) 
     return written;
   }
   auto handle = dlopen_path("/proc/self/fd/" + std::to_string(fd), label);
-  ::close(fd);  // the mapping keeps the memory alive
+  if (handle.ok())
+    *out_fd = fd;
+  else
+    ::close(fd);
   return handle;
 }
 
@@ -78,21 +82,23 @@ Result<LoadedLibrary> LoadedLibrary::load(std::string_view image, int mode,
                                           const std::string& temp_dir, const std::string& label) {
   if (mode == AOTC_LIBRARY_LOADING_TEMPFILE) {
     AOTC_ASSIGN_OR_RETURN(void* handle, load_from_tempfile(image, temp_dir, label));
-    return LoadedLibrary(handle, "tempfile");
+    return LoadedLibrary(handle, -1, "tempfile");
   }
-  Result<void*> from_memfd = load_from_memfd(image, label);
-  if (from_memfd.ok()) return LoadedLibrary(from_memfd.value(), "memfd");
+  int fd = -1;
+  Result<void*> from_memfd = load_from_memfd(image, label, &fd);
+  if (from_memfd.ok()) return LoadedLibrary(from_memfd.value(), fd, "memfd");
   if (mode == AOTC_LIBRARY_LOADING_MEMFD) return from_memfd.status();
   // A library that fails to load from a memfd because of its own content
   // (bad ELF, missing symbol) fails from a file too; retrying costs little
   // and covers hosts where memfds are not executable.
   Result<void*> from_file = load_from_tempfile(image, temp_dir, label);
-  if (from_file.ok()) return LoadedLibrary(from_file.value(), "tempfile");
+  if (from_file.ok()) return LoadedLibrary(from_file.value(), -1, "tempfile");
   return from_file.status().annotate("after memfd failed (" + from_memfd.status().message() + ")");
 }
 
 LoadedLibrary::~LoadedLibrary() {
   if (handle_) ::dlclose(handle_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void* LoadedLibrary::symbol(const char* name) const { return ::dlsym(handle_, name); }

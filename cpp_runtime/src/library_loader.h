@@ -16,8 +16,10 @@ class LoadedLibrary final {
   // |mode| is aotc_library_loading_e; |temp_dir| empty means $TMPDIR or /tmp.
   static Result<LoadedLibrary> load(std::string_view image, int mode, const std::string& temp_dir,
                                     const std::string& label);
-  LoadedLibrary(LoadedLibrary&& other) noexcept : handle_(other.handle_), how_(other.how_) {
+  LoadedLibrary(LoadedLibrary&& other) noexcept
+      : handle_(other.handle_), fd_(other.fd_), how_(other.how_) {
     other.handle_ = nullptr;
+    other.fd_ = -1;
   }
   LoadedLibrary& operator=(LoadedLibrary&&) = delete;
   LoadedLibrary(const LoadedLibrary&) = delete;
@@ -29,8 +31,12 @@ class LoadedLibrary final {
   const char* how() const { return how_; }
 
  private:
-  LoadedLibrary(void* handle, const char* how) : handle_(handle), how_(how) {}
+  LoadedLibrary(void* handle, int fd, const char* how) : handle_(handle), fd_(fd), how_(how) {}
   void* handle_;
+  // The memfd stays open while the library is loaded: glibc recognises loaded
+  // libraries by path, so a reused "/proc/self/fd/N" would hand back an
+  // earlier model's library.
+  int fd_;
   const char* how_;
 };
 

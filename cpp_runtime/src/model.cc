@@ -114,6 +114,28 @@ std::string expected_shape(const aotc_abi_io_spec_t& spec) {
   return out + "]";
 }
 
+// A manifest shape lists ints for static dims and strings for symbolic ones.
+bool same_shape(const Json* shape, const aotc_abi_io_spec_t& spec) {
+  if (!shape || !shape->is_array() || shape->items().size() != size_t(spec.ndim)) return false;
+  for (int d = 0; d < spec.ndim; ++d) {
+    const Json& dim = shape->items()[d];
+    bool dynamic = spec.dims[d].size < 0;
+    if (dynamic ? !dim.is_string() : !(dim.is_int() && dim.as_int() == spec.dims[d].size))
+      return false;
+  }
+  return true;
+}
+
+std::string format_manifest_shape(const Json* shape) {
+  if (!shape || !shape->is_array()) return "(no shape)";
+  std::string out = "[";
+  for (const Json& dim : shape->items()) {
+    if (out.size() > 1) out += ", ";
+    out += dim.is_int() ? std::to_string(dim.as_int()) : dim.is_string() ? dim.as_string() : "?";
+  }
+  return out + "]";
+}
+
 const char* device_type_name(int type) { return type == AOTC_DEVICE_CUDA ? "cuda" : "cpu"; }
 
 }  // namespace
@@ -285,12 +307,15 @@ Status Model::check_description() {
           dtype_size(spec.dtype) == 0 || (spec.ndim > 0 && !spec.dims))
         return Error(Code::kCorruptPackage, "model library %s %u has an invalid spec", list.kind,
                      i);
-      const char* name = json_string(listed->items()[i], "name");
-      const char* dtype = json_string(listed->items()[i], "dtype");
-      if (!name || std::strcmp(name, spec.name) || !dtype || dtype_from_name(dtype) != spec.dtype)
+      const Json& record = listed->items()[i];
+      const char* name = json_string(record, "name");
+      const char* dtype = json_string(record, "dtype");
+      if (!name || std::strcmp(name, spec.name) || !dtype || dtype_from_name(dtype) != spec.dtype ||
+          !same_shape(record.get("shape"), spec))
         return Error(Code::kCorruptPackage,
-                     "%s %u: model library says \"%s\" %s, the manifest says \"%s\" %s", list.kind,
-                     i, spec.name, dtype_name(spec.dtype), name ? name : "?", dtype ? dtype : "?");
+                     "%s %u: model library says \"%s\" %s, the manifest says \"%s\" %s%s",
+                     list.kind, i, spec.name, expected_shape(spec).c_str(), name ? name : "?",
+                     dtype ? dtype : "?", format_manifest_shape(record.get("shape")).c_str());
     }
   }
   if (d->num_constants > 0 && !d->constants)

@@ -32,8 +32,7 @@ struct FakeHost {
   std::vector<std::string> entries_requested;
   std::string image = std::string(
       "\x7f"
-      "ELF fake cubin bytes",
-      24);
+      "ELF fake cubin bytes");
   std::string loaded_image;
   std::vector<std::string> functions_requested;
   std::vector<void*> modules_unloaded;

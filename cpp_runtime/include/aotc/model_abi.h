@@ -187,8 +187,9 @@ typedef struct aotc_host_t {
   int32_t device_type; /* device the model runs on */
   int32_t device_index;
 
-  /* Archive entry |name| (full path inside the package) as bytes valid for
-   * the life of the loaded model. */
+  /* Archive entry |name|, relative to the model's folder data/aotc/<model>/
+   * (e.g. "kernels/k0.cubin"), as bytes valid for the life of the loaded
+   * model. Only entries the manifest lists (and hashes) are served. */
   int32_t (*get_entry)(void* ctx, const char* name, const void** out_data, uint64_t* out_size,
                        aotc_abi_status_t* status);
 
