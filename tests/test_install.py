@@ -23,7 +23,13 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 def _build_consumer(prefix: Path, build_dir: Path) -> Path:
     _run(
         [
-            "cmake", "-S", str(REPO / "examples" / "cpp"), "-B", str(build_dir), "-G", "Ninja",
+            "cmake",
+            "-S",
+            str(REPO / "examples" / "cpp"),
+            "-B",
+            str(build_dir),
+            "-G",
+            "Ninja",
             f"-DCMAKE_PREFIX_PATH={prefix}",
         ]
     )
@@ -77,7 +83,8 @@ def test_runtime_library_exports_only_the_c_api(native_build):
     symbols = _run([nm, "-D", "--defined-only", str(lib)]).stdout.split()
     exported = [s for s in symbols if s.startswith("aotc_")]
     others = [
-        line for line in _run([nm, "-D", "--defined-only", str(lib)]).stdout.splitlines()
+        line
+        for line in _run([nm, "-D", "--defined-only", str(lib)]).stdout.splitlines()
         if not line.split()[-1].startswith("aotc_") and " A " not in line
     ]
     assert exported, "no aotc_* symbols exported"
@@ -91,8 +98,13 @@ def test_model_library_exports_only_the_abi(native_build):
     out = _run(["nm", "-D", "--defined-only", str(lib)]).stdout
     names = sorted(line.split()[-1] for line in out.splitlines() if " A " not in line)
     assert names == sorted(
-        ["aotc_model_describe", "aotc_model_create", "aotc_model_plan", "aotc_model_run",
-         "aotc_model_destroy"]
+        [
+            "aotc_model_describe",
+            "aotc_model_create",
+            "aotc_model_plan",
+            "aotc_model_run",
+            "aotc_model_destroy",
+        ]
     )
 
 
