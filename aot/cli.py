@@ -1,0 +1,382 @@
+"""The `aotc` command line.
+
+    aotc inspect PKG [--json]        what a package holds, from the zip alone (no torch)
+    aotc run PKG [...]               run sample inputs through the runtime, compare to eager
+    aotc verify PKG                  check a package's structure and checksums
+    aotc --cmake-prefix-path         where find_package(aotc) finds the installed runtime
+    aotc --version
+
+Exit status: 0 success, 1 a mismatch (run) or problems found (verify), 2 an error.
+Expected errors print "aotc: error: ..." on stderr, without a traceback.
+
+This is the only module of aot/ that reads environment variables (project rule):
+AOTC_RUNTIME_LIBRARY names a libaotc.so to use instead of the installed one.
+
+Imports are lazy: `aotc inspect` and `aotc verify` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aot import __version__
+
+PROG = "aotc"
+RUNTIME_LIBRARY_ENV = "AOTC_RUNTIME_LIBRARY"
+
+# Default (atol, rtol) per output dtype for `aotc run`, the same as the C++
+# aotc-run's: |actual - expected| <= atol + rtol * |expected|, NaN matches NaN.
+# Compiled kernels sum in another order than eager, so float tolerances are
+# above torch.testing's. Integers and bool compare exactly. --atol/--rtol
+# override them for every output.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "float32": (1e-4, 1e-4),
+    "float64": (1e-6, 1e-6),
+    "float16": (1e-2, 1e-2),
+    "bfloat16": (1e-2, 1.6e-2),
+}
+
+
+class CliError(Exception):
+    """An expected error: printed as "aotc: error: <message>", exit 2."""
+
+
+# --------------------------------------------------------------------------- #
+# inspect / verify (no torch)                                                  #
+# --------------------------------------------------------------------------- #
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import packager
+
+    info = packager.inspect_package(args.package)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=False, default=str))
+    else:
+        print(packager.format_inspection(info))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import packager
+
+    problems = packager.verify_package(args.package)
+    for p in problems:
+        print(f"{args.package}: {p}")
+    if problems:
+        print(f"{args.package}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.package}: OK")
+    return 0
+
+
+# --------------------------------------------------------------------------- #
+# run                                                                          #
+# --------------------------------------------------------------------------- #
+
+
+def _torch_from_npy(arr: Any, dtype_name: str | None) -> Any:
+    """A torch tensor of .npy array |arr| for an input of dtype |dtype_name|.
+
+    As aotc-run: bfloat16 inputs take raw bits ('<u2') or float32 ('<f4').
+    Other arrays are passed as they are (the runtime reports a wrong dtype).
+    """
+    import numpy as np
+    import torch
+
+    arr = np.ascontiguousarray(arr)
+    if dtype_name == "bfloat16":
+        if arr.dtype in (np.uint16, np.int16):
+            return torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+        if arr.dtype == np.float32:
+            return torch.from_numpy(arr).to(torch.bfloat16)
+    return torch.from_numpy(arr)
+
+
+def _npy_from_torch(t: Any) -> Any:
+    """A numpy array of |t| (bfloat16 as its raw bits, '<u2', as aotc-run writes)."""
+    import torch
+
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view("uint16")
+    return t.numpy()
+
+
+def _tensor_from_bytes(dtype: str, shape: Sequence[int], raw: bytes) -> Any:
+    import torch
+
+    tdtype = getattr(torch, dtype)
+    if not raw:
+        return torch.empty(tuple(shape), dtype=tdtype)
+    return torch.frombuffer(bytearray(raw), dtype=tdtype).reshape(tuple(shape))
+
+
+def _sample_tensors(package_path: str, model: str) -> tuple[list[Any], list[Any]]:
+    """The package's stored sample inputs and eager outputs for |model|, as torch tensors."""
+    import packager
+
+    samples = packager.read_package(package_path).samples(model)
+    if not samples.inputs:
+        raise CliError(f"{package_path}: model '{model}' has no sample inputs; pass --input")
+    inputs = [_tensor_from_bytes(*s) for s in samples.inputs]
+    outputs = [_tensor_from_bytes(*s) for s in samples.outputs]
+    return inputs, outputs
+
+
+@dataclass
+class Comparison:
+    passed: bool = True
+    problem: str = ""  # dtype or shape mismatch
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    mismatched: int = 0
+
+
+def compare(actual: Any, expected: Any, atol: float, rtol: float) -> Comparison:
+    """aotc-run's comparison: elementwise in float64, NaN matches NaN, relative
+    error infinite where |expected| is 0 and the values differ."""
+    import torch
+
+    a, e = actual.detach().cpu(), expected.detach().cpu()
+    if a.dtype != e.dtype or a.shape != e.shape:
+        return Comparison(False, f"expected {_describe_tensor(e)}, got {_describe_tensor(a)}")
+    a, e = a.to(torch.float64).flatten(), e.to(torch.float64).flatten()
+    differ = ~((a == e) | (a.isnan() & e.isnan()))
+    if not bool(differ.any()):
+        return Comparison()
+    a, e = a[differ], e[differ]
+    diff = (a - e).abs()
+    rel = torch.where(e != 0, diff / e.abs(), torch.full_like(diff, float("inf")))
+    bad = ~(diff <= atol + rtol * e.abs())
+    mismatched = int(bad.sum())
+    return Comparison(
+        passed=mismatched == 0,
+        max_abs=float(diff.nan_to_num(nan=float("inf")).max()),
+        max_rel=float(rel.nan_to_num(nan=float("inf")).max()),
+        mismatched=mismatched,
+    )
+
+
+def _describe_tensor(t: Any) -> str:
+    return f"{str(t.dtype).removeprefix('torch.')}[{', '.join(str(d) for d in t.shape)}]"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aot import runtime
+
+    if args.runtime_library:
+        runtime.set_library_path(args.runtime_library)
+    with runtime.load(args.package, model_name=args.model, device=args.device) as model:
+        specs = model.input_specs
+        expected: list[Any] | None = None
+        if args.input:
+            import numpy as np
+
+            inputs = [
+                _torch_from_npy(
+                    np.load(p, allow_pickle=False), specs[i].dtype if i < len(specs) else None
+                )
+                for i, p in enumerate(args.input)
+            ]
+        else:
+            inputs, expected = _sample_tensors(args.package, model.name)
+        if not args.quiet:
+            print(f"model {model.name} on {model.device}")
+
+        outputs = model.run(inputs, num_threads=args.threads)
+        passed = _report(model, outputs, expected, args)
+        if args.output_dir:
+            _save_outputs(outputs, Path(args.output_dir), args.quiet)
+        if args.n > 0:
+            _time_runs(model, inputs, outputs, args)
+    if expected is not None and not args.quiet:
+        print("PASS" if passed else "FAIL")
+    return 0 if passed else 1
+
+
+def _report(model: Any, outputs: Sequence[Any], expected: list[Any] | None, args: Any) -> bool:
+    if expected is not None and len(expected) != len(outputs):
+        print(f"{len(outputs)} outputs, but the package stores {len(expected)}  FAIL")
+        return False
+    passed = True
+    for i, out in enumerate(outputs):
+        specs = model.output_specs
+        name = specs[i].name if i < len(specs) else "?"
+        label = f'output {i} "{name}": {_describe_tensor(out)}'
+        if expected is None:
+            if not args.quiet:
+                print(label)
+            continue
+        atol, rtol = TOLERANCES.get(str(expected[i].dtype).removeprefix("torch."), (0.0, 0.0))
+        atol = args.atol if args.atol is not None else atol
+        rtol = args.rtol if args.rtol is not None else rtol
+        result = compare(out, expected[i], atol, rtol)
+        passed = passed and result.passed
+        if args.quiet and result.passed:
+            continue
+        if result.problem:
+            print(f"{label}  FAIL ({result.problem})")
+            continue
+        line = (
+            f"{label}  max_abs_err {result.max_abs:.3g}  max_rel_err {result.max_rel:.3g}  "
+            f"(atol {atol:g}, rtol {rtol:g})  {'PASS' if result.passed else 'FAIL'}"
+        )
+        if not result.passed:
+            line += f" ({result.mismatched} of {out.numel()} elements out of tolerance)"
+        print(line)
+    return passed
+
+
+def _save_outputs(outputs: Sequence[Any], out_dir: Path, quiet: bool) -> None:
+    import numpy as np
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"{out_dir}: cannot create directory: {e.strerror}") from e
+    for i, out in enumerate(outputs):
+        path = out_dir / f"output_{i}.npy"
+        np.save(path, _npy_from_torch(out), allow_pickle=False)
+        if not quiet:
+            print(f"wrote {path}")
+
+
+def _time_runs(model: Any, inputs: list[Any], outputs: Sequence[Any], args: Any) -> None:
+    """Warm-up then timed runs into the outputs already allocated (as aotc-run)."""
+    cuda = model.device.startswith("cuda")
+    if cuda:
+        import torch
+    times = []
+    for r in range(args.warmup + args.n):
+        start = time.perf_counter()
+        model.run(inputs, outputs=outputs, num_threads=args.threads)
+        if cuda:
+            torch.cuda.synchronize(model.device)
+        if r >= args.warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    if not args.quiet:
+        print(
+            f"latency: median {statistics.median(times):.4g} ms, min {min(times):.4g} ms "
+            f"over {args.n} runs ({args.warmup} warmup)"
+        )
+
+
+# --------------------------------------------------------------------------- #
+# main                                                                         #
+# --------------------------------------------------------------------------- #
+
+
+def cmake_prefix_path() -> Path:
+    """aot/_native: the prefix holding lib/cmake/aotc of the installed runtime."""
+    return Path(__file__).resolve().parent / "_native"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="aotc: ahead-of-time compiler for PyTorch models."
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument(
+        "--cmake-prefix-path",
+        action="store_true",
+        help="print the prefix for find_package(aotc) (CMAKE_PREFIX_PATH) and exit",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("inspect", help="show what a package holds (reads the zip only)")
+    s.add_argument("package", metavar="PKG")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("run", help="run a package's sample inputs and compare to eager outputs")
+    s.add_argument("package", metavar="PKG")
+    s.add_argument("--model", help="model name (default: the package's only model)")
+    s.add_argument("--device", help='"cpu" (default), "cuda", "cuda:N"')
+    s.add_argument("-n", type=int, default=10, help="timed runs (default 10; 0 skips timing)")
+    s.add_argument("--warmup", type=int, default=2, help="untimed runs before them (default 2)")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (0: runtime default)")
+    s.add_argument("--input", nargs="+", metavar="NPY", help="input .npy files, in order")
+    s.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="write the outputs as DIR/output_<i>.npy (bfloat16 as raw bits, '<u2')",
+    )
+    s.add_argument(
+        "--atol", type=float, help="absolute tolerance (default: per dtype, see TOLERANCES)"
+    )
+    s.add_argument("--rtol", type=float, help="relative tolerance (default: per dtype)")
+    s.add_argument("--quiet", action="store_true", help="print only failures and errors")
+    s.add_argument(
+        "--runtime-library",
+        metavar="SO",
+        default=os.environ.get(RUNTIME_LIBRARY_ENV) or None,
+        help=f"libaotc.so to use (default: ${RUNTIME_LIBRARY_ENV}, else the installed one)",
+    )
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("verify", help="check a package's structure and checksums")
+    s.add_argument("package", metavar="PKG")
+    s.set_defaults(func=cmd_verify)
+    return p
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [CliError, OSError, ValueError]
+    # Only if already imported: never import torch (or the runtime) just to catch.
+    rt = sys.modules.get("aot.runtime")
+    if rt is not None:
+        errors.append(rt.AotcError)
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmake_prefix_path:
+        prefix = cmake_prefix_path()
+        if (
+            not (prefix / "lib" / "cmake" / "aotc").is_dir()
+            and not (prefix / "lib64" / "cmake" / "aotc").is_dir()
+        ):
+            print(
+                f"{PROG}: error: no installed aotc runtime under {prefix} "
+                "(lib/cmake/aotc missing); reinstall with pip install .",
+                file=sys.stderr,
+            )
+            return 2
+        print(prefix)
+        return 0
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:
+        if not isinstance(e, _expected_errors()):
+            raise
+        print(f"{PROG}: error: {_describe(e)}", file=sys.stderr)
+        return 2
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, FileNotFoundError) and e.filename and not str(e).startswith("aotc"):
+        return f"{e.filename}: no such file"
+    return str(e)  # an AotcError's message verbatim, as the C++ aotc-run prints it
+
+
+if __name__ == "__main__":
+    sys.exit(main())

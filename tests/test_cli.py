@@ -1,0 +1,259 @@
+"""The `aotc` command line (aot/cli.py): inspect, run, verify, --version,
+--cmake-prefix-path; exit codes and error output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import fixture_packages as fp  # tests/ is on sys.path
+import numpy as np
+import pytest
+
+from aot import __version__
+from aot.cli import TOLERANCES, cmake_prefix_path, main
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _aotc(args: list[str], *, block_torch: bool = False, env: dict[str, str] | None = None):
+    """Runs `aotc ARGS` in a child process (torch made unimportable if asked)."""
+    code = f"""
+        import sys
+        {"sys.modules['torch'] = None" if block_torch else ""}
+        from aot.cli import main
+        sys.exit(main({args!r}))
+    """
+    full_env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def altered_mlp(native_build, tmp_path_factory) -> Path:
+    """mlp_demo whose stored eager output is off by 0.5 in one element."""
+    weights = fp.mlp_weights()
+    x = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    expected = fp.mlp_reference(x, weights)
+    expected[2, 1] += 0.5
+    out = tmp_path_factory.mktemp("altered") / "mlp_altered.pt2"
+    return fp.write_mlp_demo(out, native_build.fixture_library("mlp_demo"), weights, x, expected)
+
+
+# --------------------------------------------------------------------------- #
+# inspect                                                                      #
+# --------------------------------------------------------------------------- #
+
+
+def test_inspect_text(fixture_packages, capsys):
+    assert main(["inspect", str(fixture_packages["mlp_demo"])]) == 0
+    out = capsys.readouterr().out
+    assert "model mlp_demo" in out
+    assert "x: float32[s0, 8]" in out
+    assert "mlp_demo/data/aotc/mlp_demo/model.so" in out
+
+
+def test_inspect_json(fixture_packages, capsys):
+    assert main(["inspect", "--json", str(fixture_packages["affine"])]) == 0
+    info = json.loads(capsys.readouterr().out)
+    model = info["models"]["affine"]
+    assert model["inputs"] == [{"name": "x", "dtype": "float32", "shape": [4, 8]}]
+    assert [o["name"] for o in model["outputs"]] == ["y", "r"]
+    assert any(e["name"].endswith("/model.so") for e in info["entries"])
+
+
+def test_inspect_is_fast_and_never_imports_torch(fixture_packages):
+    pkg = str(fixture_packages["mlp_demo"])
+    start = time.perf_counter()
+    proc = _aotc(["inspect", pkg], block_torch=True)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "model mlp_demo" in proc.stdout
+    proc = _aotc(["inspect", "--json", pkg], block_torch=True)
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)
+    # Interpreter start included; the command itself is well under a second.
+    assert elapsed < 3.0, elapsed
+
+
+def test_inspect_in_process_under_a_second(fixture_packages, capsys):
+    start = time.perf_counter()
+    assert main(["inspect", str(fixture_packages["mlp_demo"])]) == 0
+    assert time.perf_counter() - start < 1.0
+
+
+def test_inspect_errors(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "absent.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aotc: error: ") and "absent.pt2" in err
+    (tmp_path / "junk.pt2").write_bytes(b"not a zip at all")
+    assert main(["inspect", str(tmp_path / "junk.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aotc: error: ") and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- #
+# verify                                                                       #
+# --------------------------------------------------------------------------- #
+
+
+def test_verify_ok(fixture_packages, capsys):
+    assert main(["verify", str(fixture_packages["affine"])]) == 0
+    assert capsys.readouterr().out.strip().endswith(": OK")
+
+
+def test_verify_finds_a_corrupted_weight(fixture_packages, tmp_path, capsys):
+    bad = tmp_path / "bad.pt2"
+    entry = fp.corrupt_entry(Path(fixture_packages["affine"]), "data/weights/affine/W", bad)
+    assert main(["verify", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert entry in captured.out
+    assert "problem" in captured.err
+
+
+def test_verify_without_torch(fixture_packages):
+    proc = _aotc(["verify", str(fixture_packages["affine"])], block_torch=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------- #
+# run                                                                          #
+# --------------------------------------------------------------------------- #
+
+
+def test_run_pass(fixture_packages, capsys):
+    assert main(["run", str(fixture_packages["mlp_demo"]), "-n", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "model mlp_demo on cpu" in out
+    assert 'output 0 "out": float32[4, 4]  max_abs_err ' in out
+    assert "(atol 0.0001, rtol 0.0001)  PASS" in out
+    assert "latency: median" in out and "over 3 runs (2 warmup)" in out
+    assert out.strip().endswith("PASS")
+
+
+def test_run_fail_on_altered_outputs(altered_mlp, capsys):
+    assert main(["run", str(altered_mlp), "-n", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out
+    line = next(ln for ln in out.splitlines() if 'output 0 "out"' in ln)
+    assert "max_abs_err 0.5" in line
+    assert line.endswith("FAIL (1 of 16 elements out of tolerance)")
+    # A loose enough tolerance passes it.
+    assert main(["run", str(altered_mlp), "-n", "0", "--atol", "0.6"]) == 0
+
+
+def test_run_in_a_subprocess(native_build, fixture_packages, altered_mlp):
+    env = {"AOTC_RUNTIME_LIBRARY": str(native_build.runtime_library)}
+    proc = _aotc(["run", str(fixture_packages["mlp_demo"]), "-n", "2", "--threads", "1"], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("PASS")
+    proc = _aotc(["run", str(altered_mlp), "-n", "0"], env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+
+
+def test_run_every_sampled_fixture(fixture_packages, capsys):
+    for name in ("affine", "dynamic", "mutating", "parallel", "kernel_error", "stateful"):
+        assert main(["run", str(fixture_packages[name]), "-n", "0"]) == 0, name
+    capsys.readouterr()
+
+
+def test_run_with_npy_inputs_and_output_dir(fixture_packages, tmp_path, capsys):
+    x = fp.affine_input(2)
+    np.save(tmp_path / "x.npy", x)
+    out_dir = tmp_path / "out"
+    args = ["run", str(fixture_packages["affine"]), "-n", "0", "--input", str(tmp_path / "x.npy")]
+    assert main([*args, "--output-dir", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert 'output 0 "y": float32[4, 16]' in out and "PASS" not in out
+    y, r = fp.affine_reference(x)
+    np.testing.assert_array_equal(np.load(out_dir / "output_0.npy"), y)
+    np.testing.assert_array_equal(np.load(out_dir / "output_1.npy"), r)
+
+
+def test_run_errors_exit_2_without_traceback(native_build, fixture_packages, tmp_path):
+    env = {"AOTC_RUNTIME_LIBRARY": str(native_build.runtime_library)}
+    np.save(tmp_path / "bad.npy", np.zeros((4, 9), dtype=np.float32))
+    cases = {
+        "no model named 'nope' in the package (it holds: affine)": [
+            "run",
+            str(fixture_packages["affine"]),
+            "--model",
+            "nope",
+        ],
+        'input 0 "x": expected float32[4, 8], got float32[4, 9]': [
+            "run",
+            str(fixture_packages["affine"]),
+            "--input",
+            str(tmp_path / "bad.npy"),
+        ],
+        "model 'barrier' has no sample inputs; pass --input": [
+            "run",
+            str(fixture_packages["barrier"]),
+        ],
+        "absent.pt2": ["run", str(tmp_path / "absent.pt2")],
+    }
+    for message, args in cases.items():
+        proc = _aotc(args, env=env)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith("aotc: error: "), proc.stderr
+        assert message in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_run_missing_runtime_library(fixture_packages):
+    proc = _aotc(
+        ["run", str(fixture_packages["affine"])],
+        env={"AOTC_RUNTIME_LIBRARY": "/nonexistent/libaotc.so"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "aotc: error: aotc runtime library not found at /nonexistent/libaotc.so; "
+        "reinstall with pip install ."
+    )
+
+
+def test_tolerances_cover_every_float_dtype():
+    assert set(TOLERANCES) == {"float64", "float32", "float16", "bfloat16"}
+
+
+# --------------------------------------------------------------------------- #
+# Top-level flags                                                              #
+# --------------------------------------------------------------------------- #
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"aotc {__version__}"
+
+
+def test_cmake_prefix_path(capsys):
+    code = main(["--cmake-prefix-path"])
+    captured = capsys.readouterr()
+    prefix = cmake_prefix_path()
+    if (prefix / "lib" / "cmake" / "aotc").is_dir():
+        assert code == 0 and captured.out.strip() == str(prefix)
+    else:  # a source checkout: nothing installed under aot/_native
+        assert code == 2
+        assert captured.err.startswith("aotc: error: no installed aotc runtime under ")
+
+
+def test_no_command_and_bad_usage(capsys):
+    assert main([]) == 2
+    assert "usage: aotc" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["frobnicate"])
+    assert e.value.code == 2
+    assert "aotc: error:" in capsys.readouterr().err
