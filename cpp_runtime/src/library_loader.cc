@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -64,7 +65,11 @@ Result<void*> load_from_tempfile(std::string_view image, const std::string& temp
     const char* env = std::getenv("TMPDIR");
     dir = env && *env ? env : "/tmp";
   }
-  std::string path = dir + "/aotc-model-XXXXXX.so";
+  // pid and a counter make the name unique among libraries still loaded:
+  // glibc recognises loaded libraries by path, even after unlink.
+  static std::atomic<unsigned> counter{0};
+  std::string path = dir + "/aotc-model-" + std::to_string(::getpid()) + "-" +
+                     std::to_string(counter.fetch_add(1)) + "-XXXXXX.so";
   int fd = ::mkstemps(path.data(), 3);
   if (fd < 0)
     return Error(Code::kIoError, "cannot create a temp file in '%s' for the model library: %s",

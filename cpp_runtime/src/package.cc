@@ -1,6 +1,6 @@
 #include "package.h"
 
-#include <set>
+#include <algorithm>
 
 #include "sha256.h"
 
@@ -132,7 +132,7 @@ Result<const ModelManifest*> Package::find_model(std::string_view name) const {
   std::string names;
   for (const auto& m : models_) names += (names.empty() ? "" : ", ") + m.name;
   return Error(Code::kNotFound, "no model named '%.*s' in the package (it holds: %s)",
-               static_cast<int>(name.size()), name.data(), names.c_str());
+               static_cast<int>(std::min<size_t>(name.size(), 128)), name.data(), names.c_str());
 }
 
 Result<std::string_view> Package::listed_entry(const ModelManifest& model,
