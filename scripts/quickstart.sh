@@ -12,7 +12,7 @@ bash scripts/setup.sh
 
 echo "quickstart: building the demo model library"
 cmake -S . -B build/demo -G Ninja -DAOTC_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/demo --target mlp_demo -j2 >/dev/null
+cmake --build build/demo --target fixture_mlp_demo -j2 >/dev/null
 library=$(find build/demo/tests/fixtures -name 'mlp_demo*.so' | head -n 1)
 
 echo "quickstart: packaging it with torch weights, sample input and eager output"
