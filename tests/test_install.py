@@ -52,7 +52,7 @@ def _expected_affine_sums(package: Path) -> list[float]:
 def _check_consumer_output(stdout: str, expected: list[float]) -> None:
     sums = [float(line.split("sum=")[1]) for line in stdout.splitlines() if "sum=" in line]
     assert len(sums) == len(expected)
-    for got, want in zip(sums, expected):
+    for got, want in zip(sums, expected, strict=True):
         assert abs(got - want) < 1e-3 * max(1.0, abs(want)), (got, want)
 
 
