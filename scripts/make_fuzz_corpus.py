@@ -31,7 +31,12 @@ MANIFEST = {
     "inputs": [{"name": "x", "dtype": "float32", "shape": [8, "s0"]}],
     "outputs": [{"name": "y", "dtype": "float32", "shape": [8, 64]}],
     "constants": [{"name": "w", "entry": "data/weights/m/w", "bytes": 16, "offset": 0}],
-    "sha256": {"data/aotc/m/model.so": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+    "entries": {
+        "data/aotc/m/model.so": {
+            "size": 0,
+            "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        }
+    },
     "escapes": "tab\t quote\" \u00e9 \ud83d\ude00",
     "numbers": [0, -1, 2.5, 1e-7, 9007199254740993, True, False, None],
 }
@@ -56,7 +61,7 @@ def info(name: str) -> zipfile.ZipInfo:
 
 def zip_bytes(entries, *, force_zip64=False, align=0, comment=b"", dirs=False) -> bytes:
     """A zip written by Python's zipfile; |align| pads each entry's local
-    extra field (with an 0xD935 record, as the packager does) so its data
+    extra field (with an 0xA0C0 record, as the packager does) so its data
     starts on that boundary."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
@@ -69,7 +74,7 @@ def zip_bytes(entries, *, force_zip64=False, align=0, comment=b"", dirs=False) -
                 # Local header = 30 + name + extra (+20 for zip64's own extra).
                 header = 30 + len(name.encode()) + 4 + (20 if force_zip64 else 0)
                 pad = (-(buf.tell() + header)) % align
-                zi.extra = struct.pack("<HH", 0xD935, pad) + bytes(pad)
+                zi.extra = struct.pack("<HH", 0xA0C0, pad) + bytes(pad)
             with zf.open(zi, "w", force_zip64=force_zip64) as f:
                 f.write(data)
         zf.comment = comment
