@@ -37,7 +37,7 @@ MANIFEST = {
             "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         }
     },
-    "escapes": "tab\t quote\" \u00e9 \ud83d\ude00",
+    "escapes": 'tab\t quote" \u00e9 \ud83d\ude00',
     "numbers": [0, -1, 2.5, 1e-7, 9007199254740993, True, False, None],
 }
 
@@ -93,18 +93,59 @@ def full_zip64_bytes(entries) -> bytes:
         crc = zlib.crc32(data)
         offset = len(out)
         local_extra = struct.pack("<HHQQ", 1, 16, len(data), len(data))
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 0, 0, 0x5021, crc, sat32, sat32,
-                           len(raw), len(local_extra))
+        out += struct.pack(
+            "<IHHHHHIIIHH",
+            0x04034B50,
+            45,
+            0,
+            0,
+            0,
+            0x5021,
+            crc,
+            sat32,
+            sat32,
+            len(raw),
+            len(local_extra),
+        )
         out += raw + local_extra + data
         extra = struct.pack("<HHQQQ", 1, 24, len(data), len(data), offset)
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 0, 0, 0x5021, crc,
-                               sat32, sat32, len(raw), len(extra), 0, 0, 0, 0, sat32)
+        central += struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50,
+            45,
+            45,
+            0,
+            0,
+            0,
+            0x5021,
+            crc,
+            sat32,
+            sat32,
+            len(raw),
+            len(extra),
+            0,
+            0,
+            0,
+            0,
+            sat32,
+        )
         central += raw + extra
     cd_offset = len(out)
     out += central
     zip64_end = len(out)
-    out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, len(entries), len(entries),
-                       len(central), cd_offset)
+    out += struct.pack(
+        "<IQHHIIQQQQ",
+        0x06064B50,
+        44,
+        45,
+        45,
+        0,
+        0,
+        len(entries),
+        len(entries),
+        len(central),
+        cd_offset,
+    )
     out += struct.pack("<IIQI", 0x07064B50, 0, zip64_end, 1)
     out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, sat32, sat32, 0)
     return bytes(out)
@@ -130,10 +171,26 @@ def seeds() -> dict[str, bytes]:
 # Tokens the mutator should splice in: record signatures, the zip64 extra
 # id, saturated fields, and JSON syntax the manifest parser branches on.
 DICTIONARY = [
-    b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07",
-    b"\x01\x00", b"\xff\xff", b"\xff\xff\xff\xff", b"manifest.json", b"archive_format",
-    b"../", b"\\u", b"\\ud83d\\ude00", b"true", b"false", b"null", b"1e400", b"-0.5e-3",
-    b'{"a":', b"[]",
+    b"PK\x03\x04",
+    b"PK\x01\x02",
+    b"PK\x05\x06",
+    b"PK\x06\x06",
+    b"PK\x06\x07",
+    b"\x01\x00",
+    b"\xff\xff",
+    b"\xff\xff\xff\xff",
+    b"manifest.json",
+    b"archive_format",
+    b"../",
+    b"\\u",
+    b"\\ud83d\\ude00",
+    b"true",
+    b"false",
+    b"null",
+    b"1e400",
+    b"-0.5e-3",
+    b'{"a":',
+    b"[]",
 ]
 
 
