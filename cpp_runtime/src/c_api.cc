@@ -81,8 +81,9 @@ aotc::internal::PackageOptions to_internal(const aotc_package_options_t* options
   return out;
 }
 
-aotc_status_t* finish_open(aotc::internal::Result<std::shared_ptr<const aotc::internal::Bytes>> bytes,
-                           const aotc_package_options_t* options, aotc_package_t** out_package) {
+aotc_status_t* finish_open(
+    aotc::internal::Result<std::shared_ptr<const aotc::internal::Bytes>> bytes,
+    const aotc_package_options_t* options, aotc_package_t** out_package) {
   if (!bytes.ok()) return to_c(bytes.status());
   if (options && (options->library_loading < AOTC_LIBRARY_LOADING_AUTO ||
                   options->library_loading > AOTC_LIBRARY_LOADING_TEMPFILE))
@@ -135,19 +136,32 @@ void aotc_status_free(aotc_status_t* status) {
 
 const char* aotc_status_code_name(int code) {
   switch (code) {
-    case AOTC_OK: return "OK";
-    case AOTC_INTERNAL: return "INTERNAL";
-    case AOTC_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case AOTC_OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case AOTC_UNSUPPORTED: return "UNSUPPORTED";
-    case AOTC_NOT_FOUND: return "NOT_FOUND";
-    case AOTC_RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case AOTC_DEVICE_ERROR: return "DEVICE_ERROR";
-    case AOTC_DEVICE_UNAVAILABLE: return "DEVICE_UNAVAILABLE";
-    case AOTC_IO_ERROR: return "IO_ERROR";
-    case AOTC_CORRUPT_PACKAGE: return "CORRUPT_PACKAGE";
-    case AOTC_INCOMPATIBLE: return "INCOMPATIBLE";
-    default: return "UNKNOWN";
+    case AOTC_OK:
+      return "OK";
+    case AOTC_INTERNAL:
+      return "INTERNAL";
+    case AOTC_INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case AOTC_OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case AOTC_UNSUPPORTED:
+      return "UNSUPPORTED";
+    case AOTC_NOT_FOUND:
+      return "NOT_FOUND";
+    case AOTC_RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case AOTC_DEVICE_ERROR:
+      return "DEVICE_ERROR";
+    case AOTC_DEVICE_UNAVAILABLE:
+      return "DEVICE_UNAVAILABLE";
+    case AOTC_IO_ERROR:
+      return "IO_ERROR";
+    case AOTC_CORRUPT_PACKAGE:
+      return "CORRUPT_PACKAGE";
+    case AOTC_INCOMPATIBLE:
+      return "INCOMPATIBLE";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -305,7 +319,8 @@ aotc_status_t* aotc_model_plan(const aotc_model_t* model, const int64_t* const* 
     for (size_t o = 0; o < num_outputs; ++o)
       if (!out_output_sizes[o] && model->outputs.size() > o && model->outputs[o].ndim > 0)
         return invalid("aotc_model_plan: an output sizes pointer is NULL");
-    return to_c(model->model->plan(input_sizes, num_inputs, out_output_sizes, num_outputs, nullptr));
+    return to_c(
+        model->model->plan(input_sizes, num_inputs, out_output_sizes, num_outputs, nullptr));
   });
 }
 
@@ -322,8 +337,8 @@ aotc_status_t* aotc_model_run(aotc_model_t* model, const aotc_tensor_view_t* inp
     if (!model) return invalid("aotc_model_run: model is NULL");
     if (num_outputs && !outputs) return invalid("aotc_model_run: outputs array is NULL");
     if (!outputs) return invalid("aotc_model_run: outputs are required (see aotc_model_run_alloc)");
-    return to_c(model->model->run(inputs, num_inputs, outputs, num_outputs, to_internal(options),
-                                  nullptr));
+    return to_c(
+        model->model->run(inputs, num_inputs, outputs, num_outputs, to_internal(options), nullptr));
   });
 }
 

@@ -21,8 +21,9 @@ Status write_all(int fd, std::string_view image, const char* what) {
   while (left > 0) {
     ssize_t n = ::write(fd, p, left);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Error(Code::kIoError, "writing the model library to %s: %s", what,
-                             std::strerror(errno));
+    if (n <= 0)
+      return Error(Code::kIoError, "writing the model library to %s: %s", what,
+                   std::strerror(errno));
     p += n;
     left -= static_cast<size_t>(n);
   }
@@ -43,8 +44,7 @@ Result<void*> dlopen_path(const std::string& path, const std::string& label) {
 // On success |*out_fd| is the memfd, to be closed after dlclose.
 Result<void*> load_from_memfd(std::string_view image, const std::string& label, int* out_fd) {
   int fd = ::memfd_create("aotc-model", MFD_CLOEXEC);
-  if (fd < 0)
-    return Error(Code::kUnsupported, "memfd_create failed: %s", std::strerror(errno));
+  if (fd < 0) return Error(Code::kUnsupported, "memfd_create failed: %s", std::strerror(errno));
   Status written = write_all(fd, image, "a memfd");
   if (!written.ok()) {
     ::close(fd);
@@ -131,17 +131,22 @@ Status check_cpu_isa(const std::string& isa) {
                         {"avx512dq", __builtin_cpu_supports("avx512dq")},
                         {"avx512vl", __builtin_cpu_supports("avx512vl")}};
   int level = 0;
-  if (isa == "x86-64") level = 1;
-  else if (isa == "x86-64-v2") level = 2;
-  else if (isa == "x86-64-v3") level = 3;
-  else if (isa == "x86-64-v4") level = 4;
+  if (isa == "x86-64")
+    level = 1;
+  else if (isa == "x86-64-v2")
+    level = 2;
+  else if (isa == "x86-64-v3")
+    level = 3;
+  else if (isa == "x86-64-v4")
+    level = 4;
   else
-    return Error(Code::kIncompatible, "package built for ISA '%.64s', which this x86-64 host cannot run",
-                 isa.c_str());
+    return Error(Code::kIncompatible,
+                 "package built for ISA '%.64s', which this x86-64 host cannot run", isa.c_str());
   std::string missing;
   auto require = [&](const Feature* features, size_t n) {
     for (size_t i = 0; i < n; ++i)
-      if (!features[i].present) missing += (missing.empty() ? "" : ", ") + std::string(features[i].name);
+      if (!features[i].present)
+        missing += (missing.empty() ? "" : ", ") + std::string(features[i].name);
   };
   if (level >= 2) require(v2, 5);
   if (level >= 3) require(v3, 5);
@@ -151,8 +156,8 @@ Status check_cpu_isa(const std::string& isa) {
                  missing.c_str());
   return OkStatus();
 #else
-  return Error(Code::kIncompatible, "package built for ISA '%.64s'; this runtime's host is not x86-64",
-               isa.c_str());
+  return Error(Code::kIncompatible,
+               "package built for ISA '%.64s'; this runtime's host is not x86-64", isa.c_str());
 #endif
 }
 

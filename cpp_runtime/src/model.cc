@@ -19,7 +19,7 @@ namespace aotc::internal {
 // One complete set of constants as bound to an instance.
 struct Model::ConstantSet {
   std::vector<aotc_abi_constant_binding_t> bindings;
-  std::vector<Allocation> owned;  // copies: decompressed, realigned, uploaded, updated
+  std::vector<Allocation> owned;           // copies: decompressed, realigned, uploaded, updated
   std::shared_ptr<const Package> package;  // in-place bindings point into its bytes
 };
 
@@ -191,8 +191,8 @@ Result<std::shared_ptr<Model>> Model::load(std::shared_ptr<const Package> packag
   for (const auto& symbol : symbols) {
     *symbol.slot = model->library_->symbol(symbol.name);
     if (!*symbol.slot)
-      return Error(Code::kIncompatible, "%s: the model library does not export %s()",
-                   where.c_str(), symbol.name);
+      return Error(Code::kIncompatible, "%s: the model library does not export %s()", where.c_str(),
+                   symbol.name);
   }
   model->description_ = describe();
   AOTC_RETURN_IF_ERROR(model->check_description().annotate(where));
@@ -239,7 +239,8 @@ Status Model::check_target() {
   AOTC_ASSIGN_OR_RETURN(cuda_, CudaDevice::open(device_index_));
   const char* arch = json_string(*target, "arch");
   const Json* min_driver = target->get("min_driver");
-  if (!arch) return Error(Code::kCorruptPackage, "manifest target.arch is missing for a cuda model");
+  if (!arch)
+    return Error(Code::kCorruptPackage, "manifest target.arch is missing for a cuda model");
   uint32_t driver = min_driver && min_driver->is_int() ? uint32_t(min_driver->as_int()) : 0;
   return cuda_->check_target(arch, driver);
 }
@@ -273,10 +274,12 @@ Status Model::check_description() {
                    "model library was built with sizeof(%s) = %u, this runtime has %u (ABI %d.%d)",
                    s.what, s.got, s.expected, AOTC_MODEL_ABI_MAJOR, AOTC_MODEL_ABI_MINOR);
   if (d->host_size > sizeof(aotc_host_t))
-    return Error(Code::kIncompatible, "model library needs a host table of %u bytes, runtime has %zu",
-                 d->host_size, sizeof(aotc_host_t));
+    return Error(Code::kIncompatible,
+                 "model library needs a host table of %u bytes, runtime has %zu", d->host_size,
+                 sizeof(aotc_host_t));
   if (!d->name || manifest_->name != d->name)
-    return Error(Code::kCorruptPackage, "model library describes model '%.128s', manifest says '%s'",
+    return Error(Code::kCorruptPackage,
+                 "model library describes model '%.128s', manifest says '%s'",
                  d->name ? d->name : "(null)", manifest_->name.c_str());
   if (d->device_type != device_type_)
     return Error(Code::kCorruptPackage, "model library targets %s but the manifest says %s",
@@ -345,8 +348,8 @@ Result<std::shared_ptr<Model::ConstantSet>> Model::bind_constants(
       if (name && std::strcmp(name, spec.name) == 0) record = &item;
     }
     if (!record)
-      return Error(Code::kCorruptPackage, "constant '%s' of the model library is not in the manifest",
-                   spec.name);
+      return Error(Code::kCorruptPackage,
+                   "constant '%s' of the model library is not in the manifest", spec.name);
     const bool is_state = spec.flags & AOTC_ABI_CONSTANT_STATE;
     const void* host_bytes = nullptr;
     Allocation host_copy;
@@ -362,7 +365,8 @@ Result<std::shared_ptr<Model::ConstantSet>> Model::bind_constants(
       Result<std::string_view> stored = package_->options().verify_weights
                                             ? package_->verified_entry(*manifest_, full)
                                             : package_->listed_entry(*manifest_, full);
-      if (!stored.ok()) return stored.status().annotate("constant '" + std::string(spec.name) + "'");
+      if (!stored.ok())
+        return stored.status().annotate("constant '" + std::string(spec.name) + "'");
       std::string_view bytes = stored.value();
       if (compression && std::strcmp(compression, "zstd") == 0) {
         unsigned long long size = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
@@ -377,8 +381,8 @@ Result<std::shared_ptr<Model::ConstantSet>> Model::bind_constants(
                        ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short output");
         host_bytes = host_copy.data();
       } else if (compression && std::strcmp(compression, "none") != 0) {
-        return Error(Code::kCorruptPackage, "constant '%s': unknown compression '%.32s'",
-                     spec.name, compression);
+        return Error(Code::kCorruptPackage, "constant '%s': unknown compression '%.32s'", spec.name,
+                     compression);
       } else {
         if (bytes.size() != spec.nbytes)
           return Error(Code::kCorruptPackage, "constant '%s': entry holds %zu bytes, expected %llu",
@@ -402,7 +406,8 @@ Result<std::shared_ptr<Model::ConstantSet>> Model::bind_constants(
       }
       // State buffers are appended in description order on first bind.
       size_t state_index = 0;
-      for (uint32_t j = 0; j < i; ++j) state_index += (d.constants[j].flags & AOTC_ABI_CONSTANT_STATE) ? 1 : 0;
+      for (uint32_t j = 0; j < i; ++j)
+        state_index += (d.constants[j].flags & AOTC_ABI_CONSTANT_STATE) ? 1 : 0;
       binding.data = state_[state_index].data();
     } else if (cuda_) {
       AOTC_ASSIGN_OR_RETURN(Allocation device, allocate(spec.nbytes, nullptr));
@@ -576,13 +581,13 @@ Status Model::run(const aotc_tensor_view_t* inputs, size_t num_inputs,
                  name().c_str(), device_string_.c_str());
   if (num_inputs != d.num_inputs) {
     std::string names;
-    for (uint32_t i = 0; i < d.num_inputs; ++i) names += (i ? ", " : "") + std::string(d.inputs[i].name);
+    for (uint32_t i = 0; i < d.num_inputs; ++i)
+      names += (i ? ", " : "") + std::string(d.inputs[i].name);
     return Error(Code::kInvalidArgument, "model '%s' takes %u input%s (%s), got %zu",
                  name().c_str(), d.num_inputs, d.num_inputs == 1 ? "" : "s", names.c_str(),
                  num_inputs);
   }
-  if (num_inputs > 0 && !inputs)
-    return Error(Code::kInvalidArgument, "inputs array is NULL");
+  if (num_inputs > 0 && !inputs) return Error(Code::kInvalidArgument, "inputs array is NULL");
   if (outputs ? num_outputs != d.num_outputs : num_outputs != d.num_outputs)
     return Error(Code::kInvalidArgument, "model '%s' has %u output%s, %zu were given",
                  name().c_str(), d.num_outputs, d.num_outputs == 1 ? "" : "s", num_outputs);
@@ -615,8 +620,8 @@ Status Model::run(const aotc_tensor_view_t* inputs, size_t num_inputs,
     output_sizes[o] = abi_outputs[o].sizes;
   }
   uint64_t workspace_bytes = 0;
-  AOTC_RETURN_IF_ERROR(plan(input_sizes.data(), num_inputs, output_sizes.data(), d.num_outputs,
-                            &workspace_bytes));
+  AOTC_RETURN_IF_ERROR(
+      plan(input_sizes.data(), num_inputs, output_sizes.data(), d.num_outputs, &workspace_bytes));
 
   std::vector<OwnedTensor> fresh;
   for (uint32_t o = 0; o < d.num_outputs; ++o) {
@@ -698,8 +703,8 @@ Status Model::update_constants(const char* const* names, const aotc_tensor_view_
     for (int j = 0; ok && j < spec.ndim; ++j) ok = v.sizes[j] == spec.sizes[j];
     if (!ok || !is_contiguous(v))
       return Error(Code::kInvalidArgument,
-                   "update_constants: '%s' expects a contiguous cpu tensor %s, got %s%s",
-                   spec.name, format_shape(spec.dtype, spec.sizes, spec.ndim).c_str(),
+                   "update_constants: '%s' expects a contiguous cpu tensor %s, got %s%s", spec.name,
+                   format_shape(spec.dtype, spec.sizes, spec.ndim).c_str(),
                    format_shape(v.dtype, v.sizes, v.ndim).c_str(),
                    v.device_type == AOTC_DEVICE_CPU ? "" : " on another device");
     if (!v.data && spec.nbytes)
@@ -708,8 +713,8 @@ Status Model::update_constants(const char* const* names, const aotc_tensor_view_
   }
   for (uint32_t i = 0; i < d.num_constants; ++i)
     if (!overrides[i] && !(d.constants[i].flags & AOTC_ABI_CONSTANT_STATE))
-      return Error(Code::kInvalidArgument,
-                   "update_constants needs a complete set: '%s' is missing", d.constants[i].name);
+      return Error(Code::kInvalidArgument, "update_constants needs a complete set: '%s' is missing",
+                   d.constants[i].name);
   std::lock_guard<std::mutex> lock(update_mutex_);
   AOTC_ASSIGN_OR_RETURN(auto constants, bind_constants(&overrides));
   AOTC_ASSIGN_OR_RETURN(auto instance, create_instance(std::move(constants)));

@@ -82,13 +82,11 @@ class Model final {
 
   // |outputs| non-null: caller memory checked against plan(). Otherwise the
   // outputs are allocated into |allocated|.
-  Status run(const aotc_tensor_view_t* inputs, size_t num_inputs,
-             const aotc_tensor_view_t* outputs, size_t num_outputs, const RunOptions& options,
-             std::vector<OwnedTensor>* allocated);
+  Status run(const aotc_tensor_view_t* inputs, size_t num_inputs, const aotc_tensor_view_t* outputs,
+             size_t num_outputs, const RunOptions& options, std::vector<OwnedTensor>* allocated);
 
   // A complete new set of the non-state constants (host memory, copied).
-  Status update_constants(const char* const* names, const aotc_tensor_view_t* values,
-                          size_t count);
+  Status update_constants(const char* const* names, const aotc_tensor_view_t* values, size_t count);
 
   struct HostContext;  // what host-table callbacks reach through host->ctx
 
@@ -103,8 +101,7 @@ class Model final {
   Result<std::shared_ptr<Instance>> create_instance(std::shared_ptr<ConstantSet> constants);
   Result<Allocation> allocate(uint64_t bytes, void* stream) const;
   Status check_input(size_t index, const aotc_tensor_view_t& input) const;
-  Status check_output(size_t index, const aotc_tensor_view_t& output,
-                      const int64_t* planned) const;
+  Status check_output(size_t index, const aotc_tensor_view_t& output, const int64_t* planned) const;
   std::shared_ptr<Instance> current_instance() const;
 
   std::shared_ptr<const Package> package_;
@@ -126,8 +123,8 @@ class Model final {
   // State constants (mutable buffers): shared by every instance of this
   // model, so a constants update keeps the state.
   std::vector<Allocation> state_;
-  std::mutex state_mutex_;  // serialises runs that mutate state
-  std::mutex update_mutex_; // one constants update at a time
+  std::mutex state_mutex_;              // serialises runs that mutate state
+  std::mutex update_mutex_;             // one constants update at a time
   std::shared_ptr<Instance> instance_;  // read/written with std::atomic_load/store
 };
 

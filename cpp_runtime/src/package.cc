@@ -40,7 +40,8 @@ Status Package::read_layout() {
   // Every entry lives under one root folder named after the package.
   size_t slash = entries[0].name.find('/');
   if (slash == std::string::npos || slash == 0)
-    return Error(Code::kCorruptPackage, "not an aotc package: entry '%s' is not under a root folder",
+    return Error(Code::kCorruptPackage,
+                 "not an aotc package: entry '%s' is not under a root folder",
                  entries[0].name.c_str());
   root_ = entries[0].name.substr(0, slash + 1);
   for (const auto& entry : entries)
@@ -123,9 +124,8 @@ Result<const ModelManifest*> Package::find_model(std::string_view name) const {
     if (models_.size() == 1) return &models_[0];
     std::string names;
     for (const auto& m : models_) names += (names.empty() ? "" : ", ") + m.name;
-    return Error(Code::kInvalidArgument,
-                 "the package holds %zu models (%s): choose one by name", models_.size(),
-                 names.c_str());
+    return Error(Code::kInvalidArgument, "the package holds %zu models (%s): choose one by name",
+                 models_.size(), names.c_str());
   }
   for (const auto& m : models_)
     if (m.name == name) return &m;
@@ -162,8 +162,7 @@ Result<std::string_view> Package::verified_entry(const ModelManifest& model,
   if (!digest || !digest->is_string())
     return Error(Code::kCorruptPackage, "corrupt package: no sha256 for entry '%s'",
                  full_name.c_str());
-  std::string actual =
-      sha256_hex(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  std::string actual = sha256_hex(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   if (actual != digest->as_string())
     return Error(Code::kCorruptPackage,
                  "corrupt package: entry '%s' fails its sha256 check (manifest %.64s, content %s)",

@@ -27,9 +27,9 @@ struct PackageOptions {
 // One model's manifest and where its entries live.
 struct ModelManifest {
   std::string name;
-  std::string folder;         // "<root>/data/aotc/<name>/"
-  std::string weights_folder; // "<root>/data/weights/<name>/"
-  std::string text;           // manifest.json as stored
+  std::string folder;          // "<root>/data/aotc/<name>/"
+  std::string weights_folder;  // "<root>/data/weights/<name>/"
+  std::string text;            // manifest.json as stored
   Json json;
 };
 

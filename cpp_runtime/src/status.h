@@ -60,7 +60,7 @@ Status Error(Code code, const char* format, ...) __attribute__((format(printf, 2
 template <typename T>
 class [[nodiscard]] Result final {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : state_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : state_(std::move(status)) {  // NOLINT
     if (std::get<Status>(state_).ok())
       state_ = Status(Code::kInternal, "Result constructed from an OK status");
@@ -87,10 +87,10 @@ class [[nodiscard]] Result final {
 }  // namespace aotc::internal
 
 // Declare-then-test propagation (standard C++17, no statement expressions).
-#define AOTC_RETURN_IF_ERROR(expr)                 \
-  do {                                             \
-    ::aotc::internal::Status aotc_status_ = (expr);          \
-    if (!aotc_status_.ok()) return aotc_status_;   \
+#define AOTC_RETURN_IF_ERROR(expr)                  \
+  do {                                              \
+    ::aotc::internal::Status aotc_status_ = (expr); \
+    if (!aotc_status_.ok()) return aotc_status_;    \
   } while (0)
 
 #define AOTC_CONCAT_INNER_(a, b) a##b

@@ -97,7 +97,8 @@ Status check_no_overlap(const aotc_tensor_view_t* inputs, size_t num_inputs,
     };
     for (size_t i = 0; i < num_inputs; ++i)
       if (overlaps(inputs[i]))
-        return Error(Code::kInvalidArgument, "output %zu overlaps input %zu: outputs need their own memory", o, i);
+        return Error(Code::kInvalidArgument,
+                     "output %zu overlaps input %zu: outputs need their own memory", o, i);
     for (size_t p = 0; p < o; ++p)
       if (overlaps(outputs[p]))
         return Error(Code::kInvalidArgument, "output %zu overlaps output %zu", o, p);

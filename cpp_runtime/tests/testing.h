@@ -40,45 +40,44 @@ inline int run_all() {
 
 }  // namespace aotc_testing
 
-#define TEST(name)                                                            \
-  static void test_##name();                                                  \
-  static ::aotc_testing::Registrar registrar_##name(#name, &test_##name);     \
+#define TEST(name)                                                        \
+  static void test_##name();                                              \
+  static ::aotc_testing::Registrar registrar_##name(#name, &test_##name); \
   static void test_##name()
 
-#define EXPECT_TRUE(cond)                                                     \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      std::printf("  %s:%d: expected %s\n", __FILE__, __LINE__, #cond);       \
-      ++::aotc_testing::failures();                                           \
-    }                                                                         \
+#define EXPECT_TRUE(cond)                                               \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      std::printf("  %s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
+      ++::aotc_testing::failures();                                     \
+    }                                                                   \
   } while (0)
 
 #define EXPECT_EQ(a, b) EXPECT_TRUE((a) == (b))
 
 // Status/Result helpers: message printed on failure.
-#define EXPECT_OK(expr)                                                       \
-  do {                                                                        \
-    auto&& s_ = (expr);                                                       \
-    if (!s_.ok()) {                                                           \
-      std::printf("  %s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr,      \
-                  s_.status().message().c_str());                             \
-      ++::aotc_testing::failures();                                           \
-    }                                                                         \
+#define EXPECT_OK(expr)                                                  \
+  do {                                                                   \
+    auto&& s_ = (expr);                                                  \
+    if (!s_.ok()) {                                                      \
+      std::printf("  %s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr, \
+                  s_.status().message().c_str());                        \
+      ++::aotc_testing::failures();                                      \
+    }                                                                    \
   } while (0)
 
 // Expects an error whose message contains |needle|.
-#define EXPECT_ERROR_CONTAINS(expr, needle)                                   \
-  do {                                                                        \
-    auto&& s_ = (expr);                                                       \
-    if (s_.ok()) {                                                            \
-      std::printf("  %s:%d: %s unexpectedly succeeded\n", __FILE__, __LINE__, \
-                  #expr);                                                     \
-      ++::aotc_testing::failures();                                           \
-    } else if (s_.status().message().find(needle) == std::string::npos) {     \
-      std::printf("  %s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__,   \
-                  s_.status().message().c_str(), std::string(needle).c_str()); \
-      ++::aotc_testing::failures();                                           \
-    }                                                                         \
+#define EXPECT_ERROR_CONTAINS(expr, needle)                                           \
+  do {                                                                                \
+    auto&& s_ = (expr);                                                               \
+    if (s_.ok()) {                                                                    \
+      std::printf("  %s:%d: %s unexpectedly succeeded\n", __FILE__, __LINE__, #expr); \
+      ++::aotc_testing::failures();                                                   \
+    } else if (s_.status().message().find(needle) == std::string::npos) {             \
+      std::printf("  %s:%d: message '%s' lacks '%s'\n", __FILE__, __LINE__,           \
+                  s_.status().message().c_str(), std::string(needle).c_str());        \
+      ++::aotc_testing::failures();                                                   \
+    }                                                                                 \
   } while (0)
 
 #define AOTC_TEST_MAIN() \

@@ -205,9 +205,9 @@ AOTC_API const char* aotc_model_device(const aotc_model_t* model);
 /* Output sizes for inputs of the given sizes: |input_sizes|[i] points at
  * input i's sizes; |out_output_sizes|[i] at AOTC_MAX_DIMS int64 of caller
  * memory. Checks dims, ranges and relations. */
-AOTC_API aotc_status_t* aotc_model_plan(const aotc_model_t* model, const int64_t* const* input_sizes,
-                                        size_t num_inputs, int64_t* const* out_output_sizes,
-                                        size_t num_outputs);
+AOTC_API aotc_status_t* aotc_model_plan(const aotc_model_t* model,
+                                        const int64_t* const* input_sizes, size_t num_inputs,
+                                        int64_t* const* out_output_sizes, size_t num_outputs);
 
 typedef struct aotc_run_options_t {
   uint32_t struct_size;

@@ -63,7 +63,7 @@ typedef enum aotc_abi_code_e {
   AOTC_ABI_OUT_OF_RANGE = 17,     /* an index inside a kernel was out of bounds */
   AOTC_ABI_UNSUPPORTED = 18,      /* a feature the other side lacks */
   AOTC_ABI_RESOURCE_EXHAUSTED = 32,
-  AOTC_ABI_DEVICE_ERROR = 33,     /* a driver call failed (sticky on CUDA) */
+  AOTC_ABI_DEVICE_ERROR = 33, /* a driver call failed (sticky on CUDA) */
 } aotc_abi_code_e;
 
 /* Bits of aotc_abi_io_spec_t.flags */
@@ -146,9 +146,9 @@ typedef struct aotc_model_description_t {
   uint32_t host_size;     /* aotc_host_t the library expects at least */
   uint32_t run_args_size; /* aotc_abi_run_args_t */
 
-  const char* name;    /* model name */
-  int32_t device_type; /* aotc_abi_device_type_e */
-  const char* target;  /* "cpu:x86-64-v3", "cuda:sm_90", ... */
+  const char* name;            /* model name */
+  int32_t device_type;         /* aotc_abi_device_type_e */
+  const char* target;          /* "cpu:x86-64-v3", "cuda:sm_90", ... */
   uint32_t min_driver_version; /* CUDA driver version as cuDriverGetVersion; 0 on CPU */
   uint32_t flags;              /* AOTC_ABI_MODEL_* */
 
@@ -255,8 +255,8 @@ typedef struct aotc_abi_run_args_t {
   aotc_abi_tensor_t* outputs; /* shaped as plan() said; never alias inputs or workspace */
   void* workspace;            /* plan()'s workspace_bytes, 64-byte aligned, uninitialised */
   uint64_t workspace_bytes;
-  void* stream;               /* CUstream on CUDA (NULL = default stream); NULL on CPU */
-  void* exec;                 /* executor for host->parallel_for */
+  void* stream; /* CUstream on CUDA (NULL = default stream); NULL on CPU */
+  void* exec;   /* executor for host->parallel_for */
 } aotc_abi_run_args_t;
 
 /*===----------------------------------------------------------------------===*/
