@@ -37,7 +37,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "AotcError",
@@ -458,12 +458,56 @@ def _buffer_pointer(source: bytes | bytearray | memoryview) -> tuple[Any, int]:
     return (ctypes.c_char * view.nbytes).from_buffer(view), view.nbytes
 
 
-class Package:
+_HandleT = TypeVar("_HandleT", bound="_CHandle")
+
+
+class _CHandle:
+    """Owns one reference to a C object and releases it once (close, ``with``,
+    or garbage collection). Subclasses name the C release function."""
+
+    _release_function = ""
+    _handle: int | None = None
+
+    def _live(self) -> int:
+        h = self._handle
+        if h is None:
+            raise ValueError(f"{self._describe()} is closed")
+        return h
+
+    def _describe(self) -> str:
+        return type(self).__name__
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def close(self) -> None:
+        """Releases the C object (idempotent). Must not race another call on it."""
+        h, self._handle = self._handle, None
+        if h is not None and _lib is not None:
+            getattr(_lib, self._release_function)(h)
+
+    def __enter__(self: _HandleT) -> _HandleT:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing useful to do
+            pass
+
+
+class Package(_CHandle):
     """An open .pt2 package (aotc_package_t). Thread-safe.
 
     Loaded models keep the package alive, so a Package may be closed as soon as
     its models are loaded.
     """
+
+    _release_function = "aotc_package_release"
 
     def __init__(
         self,
@@ -510,28 +554,8 @@ class Package:
         _check(lib, lib.aotc_model_load(h, ctypes.byref(opts), ctypes.byref(out)))
         return LoadedModel(out.value)
 
-    def _live(self) -> int:
-        if self._handle is None:
-            raise ValueError("the package is closed")
-        return self._handle
-
-    def close(self) -> None:
-        """Releases the package (idempotent). Loaded models stay usable."""
-        h, self._handle = self._handle, None
-        if h is not None and _lib is not None:
-            _lib.aotc_package_release(h)
-
-    def __enter__(self) -> Package:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: nothing useful to do
-            pass
+    def _describe(self) -> str:
+        return "the package"
 
 
 def open_package(
@@ -562,7 +586,7 @@ def load(
         return pkg.load(model_name, device)
 
 
-class LoadedModel:
+class LoadedModel(_CHandle):
     """A model loaded by the runtime (aotc_model_t), ready to run.
 
     Calling it, ``model(*inputs)``, returns a tuple of torch tensors, one per
@@ -570,6 +594,8 @@ class LoadedModel:
     threads are safe and overlap. Release it with ``close()`` or a ``with``
     block; it is also released when garbage collected.
     """
+
+    _release_function = "aotc_model_release"
 
     def __init__(self, handle: int) -> None:
         self._handle: int | None = handle
@@ -763,30 +789,5 @@ class LoadedModel:
 
     # -- lifetime ----------------------------------------------------------- #
 
-    def _live(self) -> int:
-        h = self._handle
-        if h is None:
-            raise ValueError(f"model {self.name!r} is closed")
-        return h
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def close(self) -> None:
-        """Releases the C model (idempotent). Must not race a run on this model."""
-        h, self._handle = self._handle, None
-        if h is not None and _lib is not None:
-            _lib.aotc_model_release(h)
-
-    def __enter__(self) -> LoadedModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: nothing useful to do
-            pass
+    def _describe(self) -> str:
+        return f"model {self.name!r}"
