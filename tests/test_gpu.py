@@ -129,3 +129,25 @@ def test_gpu_concurrent_runs_on_own_streams(gpu_add_package):
     for t in threads:
         t.join()
     assert failures == []
+
+
+@needs_gpu
+def test_aotc_run_tool_on_gpu(native_build, gpu_add_package):
+    """aotc-run's checked run uses runtime-allocated (stream-ordered) outputs."""
+    import subprocess
+
+    result = subprocess.run(
+        [
+            str(native_build.binary("aotc-run")),
+            str(gpu_add_package),
+            "--device",
+            "cuda:0",
+            "-n",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout

@@ -395,7 +395,7 @@ Result<std::shared_ptr<Model::ConstantSet>> Model::bind_constants(
     if (is_state) {
       if (first_bind) {
         // Private, writable, per loaded model.
-        AOTC_ASSIGN_OR_RETURN(Allocation state, allocate(spec.nbytes, nullptr));
+        AOTC_ASSIGN_OR_RETURN(Allocation state, allocate(spec.nbytes, Lifetime::kModel, nullptr));
         if (cuda_) {
           AOTC_RETURN_IF_ERROR(cuda_->memcpy_async(state.data(), host_bytes, spec.nbytes,
                                                    AOTC_ABI_MEMCPY_HOST_TO_DEVICE, nullptr));
@@ -410,7 +410,7 @@ Result<std::shared_ptr<Model::ConstantSet>> Model::bind_constants(
         state_index += (d.constants[j].flags & AOTC_ABI_CONSTANT_STATE) ? 1 : 0;
       binding.data = state_[state_index].data();
     } else if (cuda_) {
-      AOTC_ASSIGN_OR_RETURN(Allocation device, allocate(spec.nbytes, nullptr));
+      AOTC_ASSIGN_OR_RETURN(Allocation device, allocate(spec.nbytes, Lifetime::kModel, nullptr));
       AOTC_RETURN_IF_ERROR(cuda_->memcpy_async(device.data(), host_bytes, spec.nbytes,
                                                AOTC_ABI_MEMCPY_HOST_TO_DEVICE, nullptr));
       binding.data = device.data();
@@ -450,7 +450,7 @@ Result<std::shared_ptr<Model::Instance>> Model::create_instance(
   return instance;
 }
 
-Result<Allocation> Model::allocate(uint64_t bytes, void* stream) const {
+Result<Allocation> Model::allocate(uint64_t bytes, Lifetime lifetime, void* stream) const {
   if (!cuda_) {
     Allocation memory = allocate_host(bytes);
     if (!memory.data())
@@ -459,9 +459,10 @@ Result<Allocation> Model::allocate(uint64_t bytes, void* stream) const {
     return memory;
   }
   std::shared_ptr<CudaDevice> device = cuda_;
-  if (stream) {  // per-run memory: stream-ordered, pooled by the driver
+  if (lifetime != Lifetime::kModel) {
     AOTC_ASSIGN_OR_RETURN(void* p, device->alloc_async(std::max<uint64_t>(bytes, 1), stream));
-    return Allocation(p, [device, stream](void* q) { device->free_async(q, stream); });
+    void* free_on = lifetime == Lifetime::kOutput ? nullptr : stream;
+    return Allocation(p, [device, free_on](void* q) { device->free_async(q, free_on); });
   }
   AOTC_ASSIGN_OR_RETURN(void* p, device->alloc(std::max<uint64_t>(bytes, 1)));
   return Allocation(p, [device](void* q) { device->free(q); });
@@ -639,14 +640,16 @@ Status Model::run(const aotc_tensor_view_t* inputs, size_t num_inputs,
     owned.view.device_index = device_index_;
     std::copy(t.sizes, t.sizes + t.ndim, owned.view.sizes);
     std::copy(t.strides, t.strides + t.ndim, owned.view.strides);
-    AOTC_ASSIGN_OR_RETURN(owned.memory, allocate(view_bytes(owned.view), nullptr));
+    AOTC_ASSIGN_OR_RETURN(owned.memory,
+                          allocate(view_bytes(owned.view), Lifetime::kOutput, options.stream));
     owned.view.data = owned.memory.data();
     t.data = owned.view.data;
     fresh.push_back(std::move(owned));
   }
   if (outputs) AOTC_RETURN_IF_ERROR(check_no_overlap(inputs, num_inputs, outputs, num_outputs));
 
-  AOTC_ASSIGN_OR_RETURN(Allocation workspace, allocate(workspace_bytes, options.stream));
+  AOTC_ASSIGN_OR_RETURN(Allocation workspace,
+                        allocate(workspace_bytes, Lifetime::kRun, options.stream));
   Executor exec{options.num_threads > 0 ? options.num_threads : ThreadPool::default_threads()};
   aotc_abi_run_args_t args{};
   args.struct_size = sizeof(args);

@@ -99,7 +99,13 @@ class Model final {
   Status check_target();
   Result<std::shared_ptr<ConstantSet>> bind_constants(const std::vector<const void*>* overrides);
   Result<std::shared_ptr<Instance>> create_instance(std::shared_ptr<ConstantSet> constants);
-  Result<Allocation> allocate(uint64_t bytes, void* stream) const;
+  // What memory is for decides how CUDA allocates it: kModel (constants,
+  // state) with cuMemAlloc; kRun (workspace) and kOutput stream-ordered on
+  // the run's |stream|, so runs never call cuMemAlloc/cuMemFree (which
+  // synchronises). Outputs outlive the run and its stream, so they are freed
+  // on the default stream.
+  enum class Lifetime { kModel, kRun, kOutput };
+  Result<Allocation> allocate(uint64_t bytes, Lifetime lifetime, void* stream) const;
   Status check_input(size_t index, const aotc_tensor_view_t& input) const;
   Status check_output(size_t index, const aotc_tensor_view_t& output, const int64_t* planned) const;
   std::shared_ptr<Instance> current_instance() const;
