@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# `aot` and `packager` from this checkout when the project is not installed.
+# `aot` and `packager` from this checkout, ahead of any pip-installed copy, so
+# the tests always test the source in front of them.
 if str(REPO_ROOT) not in sys.path:
-    sys.path.append(str(REPO_ROOT))
+    sys.path.insert(0, str(REPO_ROOT))
 # Another configured build (a sanitizer build, say) can stand in for build/pytest.
 BUILD_DIR = Path(os.environ.get("AOTC_TEST_BUILD_DIR", REPO_ROOT / "build" / "pytest"))
 JOBS = os.environ.get("AOTC_TEST_BUILD_JOBS", "2")  # the dev box has 2 cores
