@@ -1,0 +1,102 @@
+"""Symbolic index arithmetic.
+
+[Note: index functions] Index expressions are sympy expressions over loop
+variables (i0, i1, ... for the iteration ranges; r0, r1, ... for reduction
+ranges) and size symbols (s0, s1, ... for dynamic dims). Integer division and
+modulo use aotc's own FloorDiv and ModularIndexing, not sympy's floor/Mod: they
+are cheap to simplify and print straight to C++ (all operands are
+non-negative in index arithmetic, where floor and truncation agree).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sympy
+
+
+class FloorDiv(sympy.Function):
+    """FloorDiv(a, b) = floor(a / b) for non-negative integer a and positive b."""
+
+    is_integer = True
+    nargs = (2,)
+
+    @classmethod
+    def eval(cls, base: sympy.Expr, divisor: sympy.Expr) -> sympy.Expr | None:
+        if divisor == 1:
+            return base
+        if base == 0:
+            return sympy.Integer(0)
+        if base.is_Integer and divisor.is_Integer:
+            return sympy.Integer(int(base) // int(divisor))
+        if isinstance(base, FloorDiv):  # (a // b) // c == a // (b * c)
+            return FloorDiv(base.args[0], base.args[1] * divisor)
+        if divisor.is_Integer and base.is_Add:
+            # Pull out terms that are exact multiples: (c*k + x) // c == k + x // c
+            # is only valid when 0 <= x; index terms are non-negative.
+            divisible = [t for t in base.args if _multiple_of(t, divisor)]
+            if divisible:
+                rest = sympy.Add(*[t for t in base.args if t not in divisible])
+                quotient = sympy.Add(*[t / divisor for t in divisible])
+                return quotient + FloorDiv(rest, divisor)
+        if divisor.is_Integer and _multiple_of(base, divisor):
+            return base / divisor
+        return None
+
+
+class ModularIndexing(sympy.Function):
+    """ModularIndexing(x, div, mod) = (x // div) % mod for non-negative x."""
+
+    is_integer = True
+    nargs = (3,)
+
+    @classmethod
+    def eval(cls, base: sympy.Expr, divisor: sympy.Expr, modulus: sympy.Expr) -> sympy.Expr | None:
+        if base == 0 or modulus == 1:
+            return sympy.Integer(0)
+        if base.is_Integer and divisor.is_Integer and modulus.is_Integer:
+            return sympy.Integer((int(base) // int(divisor)) % int(modulus))
+        return None
+
+
+def _multiple_of(term: sympy.Expr, divisor: sympy.Expr) -> bool:
+    coeff, _ = term.as_coeff_Mul()
+    return bool(coeff.is_Integer and divisor.is_Integer and int(coeff) % int(divisor) == 0)
+
+
+@functools.cache
+def _var(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True, nonnegative=True)
+
+
+def index_vars(n: int, prefix: str = "i") -> list[sympy.Symbol]:
+    """Loop variables i0..i{n-1} (integer, non-negative)."""
+    return [_var(f"{prefix}{k}") for k in range(n)]
+
+
+def reduction_vars(n: int) -> list[sympy.Symbol]:
+    """Reduction loop variables r0..r{n-1}."""
+    return index_vars(n, "r")
+
+
+def size_symbol(name: str) -> sympy.Symbol:
+    """A dynamic size (positive integer)."""
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+def contiguous_strides(sizes: list[sympy.Expr]) -> list[sympy.Expr]:
+    """Row-major strides for |sizes| (size-1 and size-0 dims counted as 1)."""
+    strides: list[sympy.Expr] = []
+    stride: sympy.Expr = sympy.Integer(1)
+    for size in reversed(sizes):
+        strides.append(stride)
+        stride = stride * sympy.Max(size, 1) if not size.is_Integer else stride * max(int(size), 1)
+    return list(reversed(strides))
+
+
+def flat_index(index: list[sympy.Expr], strides: list[sympy.Expr]) -> sympy.Expr:
+    return sympy.Add(*[i * s for i, s in zip(index, strides, strict=True)])
+
+
+def product(sizes: list[sympy.Expr]) -> sympy.Expr:
+    return sympy.Mul(*sizes) if sizes else sympy.Integer(1)
