@@ -1,0 +1,331 @@
+"""C++ call sites of extern kernels (aotc_cpu_kernels.h).
+
+emit_extern() turns one ExternKernel node into a function in the
+calling convention of generated kernels (``int32_t name(const
+aotc_rt::KernelContext& ctx)``) that takes its buffer pointers from
+``ctx.buf[id]`` (plus the view's offset), prints sizes and strides with the
+caller's |size_expr| and calls the templated kernel, returning its code.
+
+[Note: extern kernel operands] What each kind expects from lowering
+(aot/lowering/extern.py), so that this module only reads layouts:
+- mm, addmm: inputs a [M, K], b [K, N] and for addmm bias as a view
+  broadcast to [M, N] (stride 0 on broadcast dims); params alpha, beta.
+- bmm: inputs a [B, M, K], b [B, K, N].
+- convolution: inputs x [N, C, H, W] and weight as 4-D views (conv1d has a
+  size-1 H dim added), optional 1-D bias; params stride, padding, dilation,
+  transposed, groups (2-D lists); the output is [N, Cout, Ho, Wo], or
+  [N, Cout, Wo] when params["spatial_dims"] == 1.
+- max_pool2d, avg_pool2d, adaptive_avg_pool2d: input x as a 4-D view (an
+  unbatched input has a size-1 N dim added); the output's last two dims are
+  (Ho, Wo). max_pool2d has outputs (values, indices).
+- sdpa: q, k, v as 4-D views [B, H, L, E] (k and v broadcast over q's batch
+  dims with stride 0), optional mask as a 4-D view broadcast to
+  [B, H, L, S]; params scale (None: 1/sqrt(E)), is_causal, has_mask; outputs
+  (out) or (out, logsumexp).
+Optional outputs (max_pool2d's indices, sdpa's logsumexp) that are missing
+from |buffer_ids| are dead: the kernel gets nullptr and skips them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import sympy
+import torch
+
+from ...ir.nodes import Buffer, ExternKernel, ReinterpretView
+
+EXTERN_HEADER = "aotc_cpu_kernels.h"
+
+SizeExpr = Callable[[sympy.Expr], str]
+
+_CTYPES = {
+    torch.float32: "float",
+    torch.bfloat16: "aotc_rt::kernels::bf16",
+    torch.bool: "bool",
+    torch.int64: "int64_t",
+}
+
+
+def emit_extern(
+    call_name: str,
+    node: ExternKernel,
+    buffer_ids: dict[str, int],
+    size_expr: SizeExpr,
+) -> str:
+    """The C++ source of ``static int32_t <call_name>(const
+    aotc_rt::KernelContext& ctx)``, which runs |node|."""
+    emit = _EMITTERS.get(node.kind)
+    if emit is None:
+        known = ", ".join(sorted(_EMITTERS))
+        raise ValueError(f"no C++ call for extern kernel kind {node.kind!r} (known: {known})")
+    body = emit(_Operands(node, buffer_ids, size_expr))
+    lines = [
+        f"static int32_t {call_name}(const aotc_rt::KernelContext& ctx) {{",
+        f"  // {_describe(node)}",
+        "  namespace kn = aotc_rt::kernels;",
+        f"  using T = {ctype_of(node.outputs[0].dtype)};",
+        *(f"  {line}" for line in body),
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class _Operands:
+    """Reads a node's buffers, layouts and params as C++ text. Pointers are
+    typed with the alias |ctype| ("T", or "M" for an attention mask) that
+    the emitted function declares for the buffer's dtype."""
+
+    def __init__(self, node: ExternKernel, buffer_ids: dict[str, int], size_expr: SizeExpr):
+        self.node = node
+        self.params = node.params
+        self._ids = buffer_ids
+        self._size_expr = size_expr
+
+    def size(self, expr: sympy.Expr | int) -> str:
+        return self._size_expr(sympy.sympify(expr))
+
+    def sizes(self, value: Buffer | ReinterpretView) -> list[str]:
+        return [self.size(s) for s in value.layout.sizes]
+
+    def strides(self, value: Buffer | ReinterpretView) -> list[str]:
+        return [self.size(s) for s in value.layout.strides]
+
+    def input(self, k: int) -> Buffer | ReinterpretView:
+        return self.node.inputs[k]
+
+    def ptr(self, value: Buffer | ReinterpretView, ctype: str = "T") -> str:
+        """A const pointer to |value|'s first element."""
+        buffer = value.data if isinstance(value, ReinterpretView) else value
+        text = f"static_cast<const {ctype}*>(ctx.buf[{self._ids[buffer.name]}])"
+        offset = value.layout.offset
+        return text if offset == 0 else f"{text} + {self.size(offset)}"
+
+    def out_ptr(self, k: int, ctype: str = "T", optional: bool = False) -> str:
+        buffer = self.node.outputs[k]
+        if optional and buffer.name not in self._ids:
+            return "nullptr"
+        return f"static_cast<{ctype}*>(ctx.buf[{self._ids[buffer.name]}])"
+
+    def tensor4(self, name: str, value: Buffer | ReinterpretView, ctype: str = "T") -> str:
+        """Declares |name| as a kn::Tensor4 view of |value|."""
+        if len(value.layout.sizes) != 4:
+            raise ValueError(f"{self.node.name}: expected a 4-D operand, got {value.layout.sizes}")
+        strides = ", ".join(self.strides(value))
+        return f"const kn::Tensor4<{ctype}> {name}{{{self.ptr(value, ctype)}, {{{strides}}}}};"
+
+    def matrix(self, name: str, value: Buffer | ReinterpretView | None) -> str:
+        """Declares |name| as a kn::Matrix view of |value| (2-D: batch stride 0)."""
+        if value is None:
+            return f"const kn::Matrix<T> {name}{{nullptr, 0, 0, 0}};"
+        strides = self.strides(value)
+        if len(strides) == 2:
+            strides = ["0", *strides]
+        return f"const kn::Matrix<T> {name}{{{self.ptr(value)}, {', '.join(strides)}}};"
+
+
+def ctype_of(dtype: torch.dtype) -> str:
+    ctype = _CTYPES.get(dtype)
+    if ctype is None:
+        raise ValueError(f"extern kernels do not support {dtype}")
+    return ctype
+
+
+def _float(value: float) -> str:
+    """A float literal (inf and nan included)."""
+    value = float(value)
+    if math.isnan(value):
+        return "std::numeric_limits<float>::quiet_NaN()"
+    if math.isinf(value):
+        return f"{'-' if value < 0 else ''}std::numeric_limits<float>::infinity()"
+    return f"{value!r}f"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _describe(node: ExternKernel) -> str:
+    def name(value: Buffer | ReinterpretView) -> str:
+        buffer = value.data if isinstance(value, ReinterpretView) else value
+        return f"{buffer.name}{list(value.layout.sizes)}"
+
+    ins = ", ".join(name(v) for v in node.inputs)
+    outs = ", ".join(name(b) for b in node.outputs)
+    return f"{node.name}: {node.kind}({ins}) -> {outs}"
+
+
+# -- one emitter per kind --------------------------------------------------------
+
+
+def _emit_gemm(ops: _Operands) -> list[str]:
+    node = ops.node
+    a, b = ops.input(0), ops.input(1)
+    batch = ops.size(a.layout.sizes[0]) if len(a.layout.sizes) == 3 else "1"
+    m, k = (ops.size(s) for s in a.layout.sizes[-2:])
+    n = ops.size(b.layout.sizes[-1])
+    alpha = _float(ops.params.get("alpha", 1.0))
+    beta = _float(ops.params.get("beta", 0.0))
+    return [
+        ops.matrix("a", a),
+        ops.matrix("b", b),
+        ops.matrix("bias", ops.input(2) if len(node.inputs) > 2 else None),
+        f"T* out = {ops.out_ptr(0)};",
+        "// batch, M, N, K, A, B, bias, alpha, beta, out",
+        f"return kn::gemm<T>(ctx, {batch}, {m}, {n}, {k}, a, b, bias, {alpha}, {beta}, out);",
+    ]
+
+
+def _emit_convolution(ops: _Operands) -> list[str]:
+    node, params = ops.node, ops.params
+    x, w = ops.input(0), ops.input(1)
+    n, c_in, h, width = ops.sizes(x)
+    kh, kw = ops.sizes(w)[2:]
+    out_sizes = list(node.outputs[0].layout.sizes)
+    c_out = ops.size(out_sizes[1])
+    if params.get("spatial_dims", 2) == 1:
+        h_out, w_out = "1", ops.size(out_sizes[2])
+    else:
+        h_out, w_out = ops.size(out_sizes[2]), ops.size(out_sizes[3])
+    (sh, sw), (ph, pw), (dh, dw) = params["stride"], params["padding"], params["dilation"]
+    if len(node.inputs) > 2:
+        bias, bias_stride = ops.ptr(ops.input(2)), ops.strides(ops.input(2))[0]
+    else:
+        bias, bias_stride = "nullptr", "0"
+    return [
+        "kn::ConvShape shape;",
+        f"shape.n = {n};",
+        f"shape.c_in = {c_in};",
+        f"shape.h = {h};",
+        f"shape.w = {width};",
+        f"shape.c_out = {c_out};",
+        f"shape.h_out = {h_out};",
+        f"shape.w_out = {w_out};",
+        f"shape.kh = {kh};",
+        f"shape.kw = {kw};",
+        f"shape.stride_h = {sh};",
+        f"shape.stride_w = {sw};",
+        f"shape.pad_h = {ph};",
+        f"shape.pad_w = {pw};",
+        f"shape.dil_h = {dh};",
+        f"shape.dil_w = {dw};",
+        f"shape.groups = {params['groups']};",
+        f"shape.transposed = {_bool(params['transposed'])};",
+        ops.tensor4("x", x),
+        ops.tensor4("w", w),
+        f"const T* bias = {bias};",
+        f"T* out = {ops.out_ptr(0)};",
+        f"return kn::conv2d<T>(ctx, shape, x, w, bias, {bias_stride}, out);",
+    ]
+
+
+def _pool_shape(ops: _Operands, dilation: Sequence[int]) -> list[str]:
+    params = ops.params
+    n, c, h, w = ops.sizes(ops.input(0))
+    h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
+    (kh, kw), (sh, sw), (ph, pw) = params["kernel_size"], params["stride"], params["padding"]
+    dh, dw = dilation
+    return [
+        "kn::PoolShape shape;",
+        f"shape.n = {n};",
+        f"shape.c = {c};",
+        f"shape.h = {h};",
+        f"shape.w = {w};",
+        f"shape.h_out = {h_out};",
+        f"shape.w_out = {w_out};",
+        f"shape.kh = {kh};",
+        f"shape.kw = {kw};",
+        f"shape.stride_h = {sh};",
+        f"shape.stride_w = {sw};",
+        f"shape.pad_h = {ph};",
+        f"shape.pad_w = {pw};",
+        f"shape.dil_h = {dh};",
+        f"shape.dil_w = {dw};",
+        ops.tensor4("x", ops.input(0)),
+    ]
+
+
+def _emit_max_pool2d(ops: _Operands) -> list[str]:
+    has_indices = len(ops.node.outputs) > 1
+    indices = ops.out_ptr(1, "int64_t", optional=True) if has_indices else "nullptr"
+    return [
+        *_pool_shape(ops, ops.params["dilation"]),
+        f"T* out = {ops.out_ptr(0)};",
+        f"int64_t* indices = {indices};",
+        "return kn::max_pool2d<T>(ctx, shape, x, out, indices);",
+    ]
+
+
+def _emit_avg_pool2d(ops: _Operands) -> list[str]:
+    params = ops.params
+    divisor = int(params.get("divisor_override") or 0)
+    include_pad = _bool(params["count_include_pad"])
+    return [
+        *_pool_shape(ops, (1, 1)),
+        f"T* out = {ops.out_ptr(0)};",
+        "// count_include_pad, divisor_override (0: none)",
+        f"return kn::avg_pool2d<T>(ctx, shape, {include_pad}, {divisor}, x, out);",
+    ]
+
+
+def _emit_adaptive_avg_pool2d(ops: _Operands) -> list[str]:
+    n, c, h, w = ops.sizes(ops.input(0))
+    h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
+    return [
+        ops.tensor4("x", ops.input(0)),
+        f"T* out = {ops.out_ptr(0)};",
+        "// n, c, h, w, h_out, w_out",
+        f"return kn::adaptive_avg_pool2d<T>(ctx, {n}, {c}, {h}, {w}, {h_out}, {w_out}, x, out);",
+    ]
+
+
+def _emit_sdpa(ops: _Operands) -> list[str]:
+    node, params = ops.node, ops.params
+    q, k, v = ops.input(0), ops.input(1), ops.input(2)
+    b, h, q_len, e = ops.sizes(q)
+    kv_heads, kv_len = ops.sizes(k)[1:3]
+    scale = params.get("scale")
+    if scale is None:  # as eager: computed in double, used as float
+        scale_text = f"static_cast<float>(1.0 / std::sqrt(static_cast<double>({e})))"
+    elif math.isfinite(scale):
+        scale_text = f"static_cast<float>({float(scale)!r})"
+    else:
+        scale_text = _float(scale)
+    if params.get("has_mask", False):
+        mask = ops.input(3)
+        mask_lines = [f"using M = {ctype_of(mask.dtype)};", ops.tensor4("mask", mask, "M")]
+    else:
+        mask_lines = ["using M = T;", "const kn::Tensor4<M> mask{nullptr, {0, 0, 0, 0}};"]
+    lse = ops.out_ptr(1, "float", optional=True) if len(node.outputs) > 1 else "nullptr"
+    return [
+        "kn::SdpaShape shape;",
+        f"shape.batch = {b};",
+        f"shape.heads = {h};",
+        f"shape.kv_heads = {kv_heads};",
+        f"shape.q_len = {q_len};",
+        f"shape.kv_len = {kv_len};",
+        f"shape.head_dim = {e};",
+        f"shape.v_dim = {ops.sizes(v)[3]};",
+        f"shape.scale = {scale_text};",
+        f"shape.causal = {_bool(params.get('is_causal', False))};",
+        ops.tensor4("q", q),
+        ops.tensor4("k", k),
+        ops.tensor4("v", v),
+        *mask_lines,
+        f"T* out = {ops.out_ptr(0)};",
+        f"float* lse = {lse};",
+        "return kn::sdpa<T, M>(ctx, shape, q, k, v, mask, out, lse);",
+    ]
+
+
+_EMITTERS: dict[str, Callable[[_Operands], list[str]]] = {
+    "mm": _emit_gemm,
+    "addmm": _emit_gemm,
+    "bmm": _emit_gemm,
+    "convolution": _emit_convolution,
+    "max_pool2d": _emit_max_pool2d,
+    "avg_pool2d": _emit_avg_pool2d,
+    "adaptive_avg_pool2d": _emit_adaptive_avg_pool2d,
+    "sdpa": _emit_sdpa,
+}
