@@ -1,5 +1,6 @@
 """The `aotc` command line.
 
+    aotc export MODEL.py -o OUT.pt2  compile a model file into a package
     aotc inspect PKG [--json]        what a package holds, from the zip alone (no torch)
     aotc run PKG [...]               run sample inputs through the runtime, compare to eager
     aotc verify PKG                  check a package's structure and checksums
@@ -13,6 +14,9 @@ This is the only module of aot/ that reads environment variables (project rule):
 AOTC_RUNTIME_LIBRARY names a libaotc.so to use instead of the installed one.
 
 Imports are lazy: `aotc inspect` and `aotc verify` never import torch.
+`aotc export` reports the compiler's expected errors (a model it cannot capture,
+an unsupported operator, a failed build) as "aotc: error: ..." (exit 2); -v adds
+the traceback and, for a failed build, the full build log.
 """
 
 from __future__ import annotations
@@ -48,6 +52,38 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 
 class CliError(Exception):
     """An expected error: printed as "aotc: error: <message>", exit 2."""
+
+
+# --------------------------------------------------------------------------- #
+# export                                                                       #
+# --------------------------------------------------------------------------- #
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from aot.options import ExportOptions
+
+    options = ExportOptions(isa=args.isa, dtype=args.dtype, compress=args.compress)
+    from aot.build import BuildError
+    from aot.export import export_model
+    from aot.frontend import FrontendError
+    from aot.lowering import UnsupportedOpError
+    from aot.lowering.graph_lowering import LoweringError
+
+    try:
+        output = export_model(
+            Path(args.model), Path(args.output), options, quiet=args.quiet, verbose=args.verbose
+        )
+    except (FrontendError, UnsupportedOpError, LoweringError, BuildError) as e:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+            if isinstance(e, BuildError) and e.log:
+                print(e.log, file=sys.stderr)
+        raise CliError(str(e)) from e
+    if not args.quiet:
+        print(f"wrote {output}")
+    return 0
 
 
 # --------------------------------------------------------------------------- #
@@ -292,6 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the prefix for find_package(aotc) (CMAKE_PREFIX_PATH) and exit",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    from aot.options import SUPPORTED_DTYPES, SUPPORTED_ISAS, ExportOptions
+
+    s = sub.add_parser("export", help="compile a model file (model.py) into a .pt2 package")
+    s.add_argument("model", metavar="MODEL.py", help="defines get_model() and get_example_inputs()")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.pt2", help="package to write")
+    s.add_argument(
+        "--isa",
+        default=ExportOptions.isa,
+        choices=SUPPORTED_ISAS,
+        help=f"CPU ISA the package targets (default {ExportOptions.isa}; never the build host's)",
+    )
+    s.add_argument(
+        "--dtype",
+        choices=[d for d in SUPPORTED_DTYPES if d],
+        help="cast the model and its floating-point inputs before export (default: as is)",
+    )
+    s.add_argument("--compress", action="store_true", help="zstd-compress the weights")
+    s.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    s.add_argument(
+        "-v", "--verbose", action="store_true", help="stage times always; tracebacks on errors"
+    )
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("inspect", help="show what a package holds (reads the zip only)")
     s.add_argument("package", metavar="PKG")

@@ -30,7 +30,11 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     def __init__(
-        self, vocab: int = 128, block_size: int = 32, d_model: int = 64, n_head: int = 4,
+        self,
+        vocab: int = 128,
+        block_size: int = 32,
+        d_model: int = 64,
+        n_head: int = 4,
         n_layer: int = 2,
     ) -> None:
         super().__init__()

@@ -1,5 +1,5 @@
-"""The `aotc` command line (aot/cli.py): inspect, run, verify, --version,
---cmake-prefix-path; exit codes and error output."""
+"""The `aotc` command line (aot/cli.py): export, inspect, run, verify,
+--version, --cmake-prefix-path; exit codes and error output."""
 
 from __future__ import annotations
 
@@ -225,6 +225,63 @@ def test_run_missing_runtime_library(fixture_packages):
 
 def test_tolerances_cover_every_float_dtype():
     assert set(TOLERANCES) == {"float64", "float32", "float16", "bfloat16"}
+
+
+# --------------------------------------------------------------------------- #
+# export                                                                       #
+# --------------------------------------------------------------------------- #
+
+
+def test_export_then_run(native_build, tmp_path):
+    out = tmp_path / "mlp.pt2"
+    proc = _aotc(["export", str(REPO_ROOT / "examples" / "mlp.py"), "-o", str(out), "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and out.is_file()
+    env = {"AOTC_RUNTIME_LIBRARY": str(native_build.runtime_library)}
+    proc = _aotc(["run", str(out), "-n", "0"], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("PASS")
+
+
+_UNSUPPORTED_MODEL = """\
+import torch
+
+
+class Bad(torch.nn.Module):
+    def forward(self, x):
+        y = x + 1
+        return torch.special.bessel_j0(y)
+
+
+def get_model():
+    return Bad().eval()
+
+
+def get_example_inputs():
+    return (torch.randn(4),)
+"""
+
+
+def test_export_errors_exit_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(_UNSUPPORTED_MODEL)
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    cases = {
+        # UnsupportedOpError: the op, the node, the model.py line.
+        "unsupported operator aten.special_bessel_j0.default": bad,
+        "bad.py:7 (return torch.special.bessel_j0(y))": bad,
+        # FrontendError: what the model file lacks.
+        "get_model": tmp_path / "empty.py",
+    }
+    for message, model in cases.items():
+        proc = _aotc(["export", str(model), "-o", str(tmp_path / "out.pt2")])
+        assert proc.returncode == 2, (model, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith("aotc: error: "), proc.stderr
+        assert message in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not (tmp_path / "out.pt2").exists()
+    proc = _aotc(["export", str(bad), "-o", str(tmp_path / "out.pt2"), "--isa", "native"])
+    assert proc.returncode == 2 and "invalid choice: 'native'" in proc.stderr
 
 
 # --------------------------------------------------------------------------- #

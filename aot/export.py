@@ -1,0 +1,248 @@
+"""The export driver: model.py (or a module in memory) to a .pt2 package.
+
+    frontend ─► lower ─► schedule ─► codegen ─► build ─► package
+
+Each stage is one call of the stage's entry function with the previous
+stage's value; nothing here reaches into a stage. export_model() starts from a
+model file (`aotc export`), compile_module() from an nn.Module (the test
+harness); both end in compile_exported().
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.utils._pytree as pytree
+
+from .build import BuildError, Progress, build_library, source_tree, write_source_tree
+from .frontend import ExportedModel, capture_module, run_frontend
+from .ir.graph import LoweredGraph
+from .ir.nodes import BufferKind
+from .options import ExportOptions
+
+
+def export_model(
+    path: Path, output: Path, options: ExportOptions, quiet: bool = False, verbose: bool = False
+) -> Path:
+    """Exports the model that |path| (model.py) defines into the package |output|.
+    Stage times go to a terminal (always with |verbose|, never with |quiet|)."""
+    progress = Progress(quiet=quiet, verbose=verbose)
+    # Frontend: import model.py, torch.export on CPU, aotc's decompositions.
+    with progress.stage("frontend"):
+        exported = run_frontend(Path(path), options)
+    return compile_exported(exported, Path(output), progress)
+
+
+def compile_module(
+    module: torch.nn.Module,
+    example_inputs: tuple[Any, ...],
+    output: Path,
+    options: ExportOptions,
+    name: str = "model",
+    dynamic_shapes: Any = None,
+) -> Path:
+    """Compiles an in-memory |module| into the package |output|."""
+    progress = Progress(quiet=True)
+    with progress.stage("frontend"):
+        exported = capture_module(
+            module, example_inputs, options, name=name, dynamic_shapes=dynamic_shapes
+        )
+    return compile_exported(exported, Path(output), progress)
+
+
+def compile_exported(exported: ExportedModel, output: Path, progress: Progress) -> Path:
+    """The stages after the frontend: lower, schedule, codegen, build, package."""
+    from .codegen.wrapper.cpp_wrapper import generate_code
+    from .scheduler import schedule
+
+    options = exported.options
+    # Lowering: the decomposed aten graph to aotc IR (buffers, loops, externs).
+    with progress.stage("lower"):
+        graph = lower(exported)
+    # Scheduling: fusion into kernels, bytes moved, the workspace plan.
+    with progress.stage("schedule"):
+        plan = schedule(graph)
+    # Codegen: C++ loop kernels, extern calls and the wrapper (model.cc).
+    with progress.stage("codegen"):
+        sources = generate_code(plan, options.isa)
+        tree = source_tree(sources, options.isa)
+    work, keep = Path(tempfile.mkdtemp(prefix="aotc-build-")), False
+    try:
+        # Build: CMake + Ninja -> model.so.
+        with progress.stage("build"):
+            src = write_source_tree(tree, work / "src")
+            library = build_library(src, work / "build", options.build_jobs).read_bytes()
+    except BuildError as e:
+        keep = True  # for the user to look at
+        e.args = (f"{e}\n(the sources and the build are kept in {work})",)
+        raise
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    # Package: library, weights, samples and sources into one .pt2.
+    with progress.stage("package"):
+        inputs, outputs, metadata = eager_samples(exported)
+        write_package(
+            output,
+            graph,
+            library,
+            tree,
+            options,
+            sample_inputs=inputs,
+            sample_outputs=outputs,
+            metadata=metadata,
+        )
+    progress.done()
+    return output
+
+
+def lower(exported: ExportedModel) -> LoweredGraph:
+    """The lowering stage, with the failing node's description and model.py
+    line added to an unsupported-op or lowering error."""
+    from .lowering import UnsupportedOpError, build_registry
+    from .lowering.graph_lowering import LoweringError, lower_graph
+
+    try:
+        return lower_graph(exported.program, exported.name, build_registry())
+    except (UnsupportedOpError, LoweringError) as e:
+        node = _failing_node(exported.program, e)
+        if node is not None:
+            from .frontend import describe_node, node_location
+
+            where = node_location(node, exported.source_path)
+            e.args = (f"{e}\n  {describe_node(node)}\n  at {where}",)
+        raise
+
+
+def _failing_node(program: torch.export.ExportedProgram, error: Exception) -> Any:
+    name, target = getattr(error, "node", None), getattr(error, "target", None)
+    for node in program.graph.nodes:
+        if (name is not None and node.name == name) or (name is None and node.target == target):
+            return node
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# Packaging                                                                    #
+# --------------------------------------------------------------------------- #
+
+
+def eager_samples(
+    exported: ExportedModel,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:
+    """The example inputs, the eager module's outputs for them (flattened), and
+    metadata recording both pytree structures (torch.utils._pytree
+    treespec_dumps, for the harness to rebuild the model's output structure)."""
+    flat_inputs, in_spec = pytree.tree_flatten(exported.example_inputs)
+    with torch.no_grad():
+        result = exported.module(*exported.example_inputs)
+    flat_outputs, out_spec = pytree.tree_flatten(result)
+    metadata = {"in_spec": _dump_spec(in_spec), "out_spec": _dump_spec(out_spec)}
+    if exported.source_path is not None:
+        metadata["source"] = Path(exported.source_path).name
+    inputs = [t for t in flat_inputs if isinstance(t, torch.Tensor)]
+    outputs = [t for t in flat_outputs if isinstance(t, torch.Tensor)]
+    return inputs, outputs, metadata
+
+
+def _dump_spec(spec: pytree.TreeSpec) -> str:
+    try:
+        return pytree.treespec_dumps(spec)
+    except Exception:  # a container type without pytree serialisation
+        return str(spec)
+
+
+def write_package(
+    output: Path,
+    graph: LoweredGraph,
+    library: bytes,
+    tree: Mapping[str, bytes],
+    options: ExportOptions,
+    *,
+    sample_inputs: Sequence[torch.Tensor] = (),
+    sample_outputs: Sequence[torch.Tensor] = (),
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes the package |output|: |library| (model.so) for |graph|, its
+    constants, the samples (kept only when they match the graph's inputs and
+    outputs), and the source |tree| under src/."""
+    import packager
+
+    inputs = [_spec(n, b) for n, b in zip(graph.input_names, graph.inputs, strict=True)]
+    outputs = [_spec(n, b) for n, b in zip(graph.output_names, graph.outputs, strict=True)]
+    samples_ok = _samples_match(sample_inputs, inputs) and _samples_match(sample_outputs, outputs)
+    meta = {"export_options": dataclasses.asdict(options), **(metadata or {})}
+    if not samples_ok:
+        meta["samples"] = "omitted: the eager values do not match the compiled signature"
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with packager.PackageWriter(output, compress=options.compress) as writer:
+        writer.add_model(
+            name=graph.name,
+            library=library,
+            inputs=inputs,
+            outputs=outputs,
+            target={"device": "cpu", "isa": options.isa, "arch": None, "min_driver": 0},
+            abi={"major": 1, "minor": 0},
+            constants=[_constant(c) for c in graph.constants],
+            samples_inputs=[_sample(t) for t in sample_inputs] if samples_ok else [],
+            samples_outputs=[_sample(t) for t in sample_outputs] if samples_ok else [],
+            files={f"src/{name}": data for name, data in tree.items()},
+            producer={"torch": torch.__version__},
+            metadata=meta,
+        )
+    return Path(output)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _spec(name: str, buffer: Any) -> dict[str, Any]:
+    from .codegen.wrapper.sizes import is_static, size_text
+
+    shape = [int(s) if is_static(s) else size_text(s) for s in buffer.layout.sizes]
+    return {"name": name, "dtype": _dtype_name(buffer.dtype), "shape": shape}
+
+
+def _numpy(t: torch.Tensor) -> Any:
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view("uint16")
+    return t.numpy()
+
+
+def _constant(c: Any) -> Any:
+    import packager
+
+    value = c.value
+    shape = [int(s) for s in c.buffer.layout.sizes]
+    if list(value.shape) != shape or value.dtype != c.buffer.dtype:
+        raise ValueError(
+            f"constant {c.name!r}: value {_dtype_name(value.dtype)}{list(value.shape)} does not "
+            f"match its buffer {_dtype_name(c.buffer.dtype)}{shape}"
+        )
+    state = c.buffer.kind is BufferKind.STATE
+    return packager.Constant(c.name, _dtype_name(value.dtype), shape, _numpy(value), state=state)
+
+
+def _sample(t: torch.Tensor) -> Any:
+    import packager
+
+    return packager.Sample(_dtype_name(t.dtype), list(t.shape), _numpy(t))
+
+
+def _samples_match(tensors: Sequence[torch.Tensor], specs: list[dict[str, Any]]) -> bool:
+    if len(tensors) != len(specs):
+        return False
+    for t, spec in zip(tensors, specs, strict=True):
+        if _dtype_name(t.dtype) != spec["dtype"] or t.dim() != len(spec["shape"]):
+            return False
+        if any(isinstance(d, int) and d != n for d, n in zip(spec["shape"], t.shape, strict=True)):
+            return False
+    return True
