@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -240,19 +241,30 @@ _lib: ctypes.CDLL | None = None
 _lib_path_override: Path | None = None
 
 
+def _native_dirs() -> list[Path]:
+    """aot/_native next to this module (an installed wheel), then any other
+    aot/_native on sys.path: running from a source checkout, the checkout's
+    aot is imported but the runtime lives in the pip-installed copy."""
+    dirs = [_NATIVE_DIR]
+    for entry in sys.path:
+        candidate = Path(entry or ".").resolve() / "aot" / "_native"
+        if candidate not in dirs and candidate.is_dir():
+            dirs.append(candidate)
+    return dirs
+
+
 def _default_library_path() -> Path:
-    """aot/_native/<libdir>/libaotc.so as the wheel installs it (CMake's
+    """<native dir>/<libdir>/libaotc.so as the wheel installs it (CMake's
     AOTC_INSTALL_ROOT); the first existing candidate, else the canonical one."""
-    candidates = []
-    for libdir in ("lib", "lib64"):
-        d = _NATIVE_DIR / libdir
-        candidates.append(d / "libaotc.so")
-        candidates.append(d / "libaotc.so.1")
-        if d.is_dir():
-            candidates.extend(sorted(d.glob("libaotc.so.*")))
-    for c in candidates:
-        if c.is_file():
-            return c
+    for native in _native_dirs():
+        for libdir in ("lib", "lib64"):
+            d = native / libdir
+            candidates = [d / "libaotc.so", d / "libaotc.so.1"]
+            if d.is_dir():
+                candidates.extend(sorted(d.glob("libaotc.so.*")))
+            for c in candidates:
+                if c.is_file():
+                    return c
     return _NATIVE_DIR / "lib" / "libaotc.so"
 
 

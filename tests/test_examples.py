@@ -87,3 +87,27 @@ def test_example(native_build, tmp_path, name, dtype):
             for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
                 what = f"{name} {dtype} inputs #{k} output {i}"
                 _assert_close(a, e, dtype, what)
+
+
+def test_bad_token_id_is_a_runtime_error_not_a_crash(native_build, tmp_path):
+    """An embedding index past the table becomes OUT_OF_RANGE naming the kernel's
+    debug handle; the loaded model keeps working afterwards."""
+    from aot import runtime
+
+    package = export_model(
+        REPO_ROOT / "examples" / "gpt.py", tmp_path / "gpt.pt2", ExportOptions(), quiet=True
+    )
+    example = _load_example("gpt")
+    model = example.get_model()
+    (idx,) = example.get_example_inputs()
+    with runtime.load(package) as compiled:
+        bad = idx.clone()
+        bad[1, 5] = 128  # vocab is 128: one past the end
+        with pytest.raises(runtime.AotcError) as error:
+            compiled(bad)
+        assert error.value.code == "OUT_OF_RANGE"
+        assert "index 128 out of range [0, 128)" in str(error.value)
+        assert "kernel0:0" in str(error.value)  # the debug handle of the embedding kernel
+        (logits,) = compiled(idx)
+        with torch.no_grad():
+            torch.testing.assert_close(logits, model(idx), atol=1e-4, rtol=1e-4)
