@@ -11,10 +11,32 @@ from .registry import LoweringRegistry, UnsupportedOpError
 
 def build_registry() -> LoweringRegistry:
     """A registry holding every op family aotc lowers."""
-    from . import creation, extern, indexing, norms, pointwise, reductions, views
+    from . import (
+        creation,
+        extern,
+        indexing,
+        norms,
+        pointwise,
+        reductions,
+        scan,
+        scatter,
+        sort,
+        views,
+    )
 
     registry = LoweringRegistry()
-    for family in (views, indexing, creation, pointwise, reductions, norms, extern):
+    for family in (
+        views,
+        indexing,
+        creation,
+        pointwise,
+        reductions,
+        norms,
+        extern,
+        scan,
+        sort,
+        scatter,
+    ):
         family.register(registry)
     return registry
 

@@ -42,9 +42,14 @@ SizeExpr = Callable[[sympy.Expr], str]
 
 _CTYPES = {
     torch.float32: "float",
+    torch.float64: "double",
     torch.bfloat16: "aotc_rt::kernels::bf16",
     torch.bool: "bool",
     torch.int64: "int64_t",
+    torch.int32: "int32_t",
+    torch.int16: "int16_t",
+    torch.int8: "int8_t",
+    torch.uint8: "uint8_t",
 }
 
 
@@ -56,11 +61,12 @@ def emit_extern(
 ) -> str:
     """The C++ source of ``static int32_t <call_name>(const
     aotc_rt::KernelContext& ctx)``, which runs |node|."""
-    emit = _EMITTERS.get(node.kind)
+    emitters = _all_emitters()
+    emit = emitters.get(node.kind)
     if emit is None:
-        known = ", ".join(sorted(_EMITTERS))
+        known = ", ".join(sorted(emitters))
         raise ValueError(f"no C++ call for extern kernel kind {node.kind!r} (known: {known})")
-    body = emit(_Operands(node, buffer_ids, size_expr))
+    body = emit(Operands(node, buffer_ids, size_expr))
     lines = [
         f"static int32_t {call_name}(const aotc_rt::KernelContext& ctx) {{",
         f"  // {_describe(node)}",
@@ -72,7 +78,7 @@ def emit_extern(
     return "\n".join(lines) + "\n"
 
 
-class _Operands:
+class Operands:
     """Reads a node's buffers, layouts and params as C++ text. Pointers are
     typed with the alias |ctype| ("T", or "M" for an attention mask) that
     the emitted function declares for the buffer's dtype."""
@@ -159,7 +165,7 @@ def _describe(node: ExternKernel) -> str:
 # -- one emitter per kind --------------------------------------------------------
 
 
-def _emit_gemm(ops: _Operands) -> list[str]:
+def _emit_gemm(ops: Operands) -> list[str]:
     node = ops.node
     a, b = ops.input(0), ops.input(1)
     batch = ops.size(a.layout.sizes[0]) if len(a.layout.sizes) == 3 else "1"
@@ -177,7 +183,7 @@ def _emit_gemm(ops: _Operands) -> list[str]:
     ]
 
 
-def _emit_convolution(ops: _Operands) -> list[str]:
+def _emit_convolution(ops: Operands) -> list[str]:
     node, params = ops.node, ops.params
     x, w = ops.input(0), ops.input(1)
     n, c_in, h, width = ops.sizes(x)
@@ -220,7 +226,7 @@ def _emit_convolution(ops: _Operands) -> list[str]:
     ]
 
 
-def _pool_shape(ops: _Operands, dilation: Sequence[int]) -> list[str]:
+def _pool_shape(ops: Operands, dilation: Sequence[int]) -> list[str]:
     params = ops.params
     n, c, h, w = ops.sizes(ops.input(0))
     h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
@@ -246,7 +252,7 @@ def _pool_shape(ops: _Operands, dilation: Sequence[int]) -> list[str]:
     ]
 
 
-def _emit_max_pool2d(ops: _Operands) -> list[str]:
+def _emit_max_pool2d(ops: Operands) -> list[str]:
     has_indices = len(ops.node.outputs) > 1
     indices = ops.out_ptr(1, "int64_t", optional=True) if has_indices else "nullptr"
     return [
@@ -257,7 +263,7 @@ def _emit_max_pool2d(ops: _Operands) -> list[str]:
     ]
 
 
-def _emit_avg_pool2d(ops: _Operands) -> list[str]:
+def _emit_avg_pool2d(ops: Operands) -> list[str]:
     params = ops.params
     divisor = int(params.get("divisor_override") or 0)
     include_pad = _bool(params["count_include_pad"])
@@ -269,7 +275,7 @@ def _emit_avg_pool2d(ops: _Operands) -> list[str]:
     ]
 
 
-def _emit_adaptive_avg_pool2d(ops: _Operands) -> list[str]:
+def _emit_adaptive_avg_pool2d(ops: Operands) -> list[str]:
     n, c, h, w = ops.sizes(ops.input(0))
     h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
     return [
@@ -280,7 +286,7 @@ def _emit_adaptive_avg_pool2d(ops: _Operands) -> list[str]:
     ]
 
 
-def _emit_sdpa(ops: _Operands) -> list[str]:
+def _emit_sdpa(ops: Operands) -> list[str]:
     node, params = ops.node, ops.params
     q, k, v = ops.input(0), ops.input(1), ops.input(2)
     b, h, q_len, e = ops.sizes(q)
@@ -319,7 +325,7 @@ def _emit_sdpa(ops: _Operands) -> list[str]:
     ]
 
 
-_EMITTERS: dict[str, Callable[[_Operands], list[str]]] = {
+_EMITTERS: dict[str, Callable[[Operands], list[str]]] = {
     "mm": _emit_gemm,
     "addmm": _emit_gemm,
     "bmm": _emit_gemm,
@@ -329,3 +335,18 @@ _EMITTERS: dict[str, Callable[[_Operands], list[str]]] = {
     "adaptive_avg_pool2d": _emit_adaptive_avg_pool2d,
     "sdpa": _emit_sdpa,
 }
+
+
+def _all_emitters() -> dict[str, Callable[[Operands], list[str]]]:
+    """This module's emitters plus each extern family's (scan, sort, scatter):
+    a family module defines EMITTERS keyed by kind. Imported lazily since the
+    families import Operands from here."""
+    from . import extern_scan, extern_scatter, extern_sort
+
+    table = dict(_EMITTERS)
+    for family in (extern_scan, extern_sort, extern_scatter):
+        for kind, emit in family.EMITTERS.items():
+            if kind in table:
+                raise ValueError(f"extern kind {kind!r} has two emitters")
+            table[kind] = emit
+    return table

@@ -38,7 +38,14 @@ from .buffer_table import BufferSlot, buffer_slots, check_placements
 from .sizes import SizePrinter, is_static, size_text
 
 INT64_MAX = 2**63 - 1
-KERNEL_HEADERS = ("aotc_cpu.h", "aotc_cpu_math.h", "aotc_cpu_kernels.h")
+KERNEL_HEADERS = (
+    "aotc_cpu.h",
+    "aotc_cpu_math.h",
+    "aotc_cpu_kernels.h",
+    "aotc_cpu_scan.h",
+    "aotc_cpu_sort.h",
+    "aotc_cpu_scatter.h",
+)
 # About this many characters of kernel source per kernels_<k>.cc, in at most
 # MAX_KERNEL_FILES files (each file parses the support headers once).
 KERNEL_FILE_CHARS = 24_000

@@ -1,0 +1,9 @@
+"""C++ emission for the scatter extern kernels (aotc_cpu_scatter.h)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .extern_calls import Operands
+
+EMITTERS: dict[str, Callable[[Operands], list[str]]] = {}

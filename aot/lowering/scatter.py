@@ -1,0 +1,9 @@
+"""Lowerings of the scatter family to ExternKernel nodes."""
+
+from __future__ import annotations
+
+from .registry import LoweringRegistry
+
+
+def register(registry: LoweringRegistry) -> None:
+    pass
