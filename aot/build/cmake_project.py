@@ -40,7 +40,13 @@ EXPORTED_SYMBOLS = (
     "aotc_model_destroy",
 )
 
-COMPILE_FLAGS = ("-O3", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden")
+COMPILE_FLAGS = (
+    "-O3",
+    "-ffp-contract=off",
+    "-fPIC",
+    "-fvisibility=hidden",
+    "-fvisibility-inlines-hidden",
+)
 LINK_FLAGS = (
     "-static-libstdc++",
     "-static-libgcc",
