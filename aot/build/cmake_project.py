@@ -13,7 +13,8 @@ can be rebuilt from itself with nothing but CMake and a C++17 compiler:
 
 [Note: compile flags] -O3 -std=c++17 -march=<isa> -fPIC -fvisibility=hidden,
 and nothing that changes floating-point semantics: no -ffast-math and no
--fno-math-errno (NaN/inf and errno behave as in plain C++). -ffile-prefix-map
+-fno-math-errno (NaN/inf and errno behave as in plain C++); -ffp-contract=off
+keeps a*b + c two roundings as eager does (clang would fuse them by default). -ffile-prefix-map
 strips the source and build directories so no path of the build machine leaks
 into the binary. libstdc++ and libgcc are linked statically and undefined
 symbols are refused at link time (docs/ABI.md section 2).
