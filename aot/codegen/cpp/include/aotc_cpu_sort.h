@@ -113,9 +113,7 @@ struct ByValue {
 
 // A topk value as eager writes it: bf16 goes through float, and
 // c10::BFloat16(float) turns every NaN into 0x7FC0.
-inline bf16 topk_value(bf16 v) {
-  return std::isnan(bf16_to_f32(v.bits)) ? bf16{0x7FC0} : v;
-}
+inline bf16 topk_value(bf16 v) { return std::isnan(bf16_to_f32(v.bits)) ? bf16{0x7FC0} : v; }
 template <typename T>
 inline T topk_value(T v) {
   return v;
@@ -269,29 +267,30 @@ int32_t sort(const KernelContext& ctx, const SortOperand<T>& x, bool descending,
   const Rows rows(x);
   const int64_t n = rows.n;
   if (rows.stride == 0 || (radix_1d && n >= (int64_t{1} << 15))) stable = true;
-  return for_each_row(ctx, rows, n * static_cast<int64_t>(sizeof(Elem<T>)), "sort",
-                      [&](int64_t r, void* scratch) {
-                        Elem<T>* e = static_cast<Elem<T>*>(scratch);
-                        load_row(x, rows, r, e);
-                        if (descending) {
-                          if (stable) {
-                            std::stable_sort(e, e + n, ByValue<GreaterNanFirst>());
-                          } else {
-                            std::sort(e, e + n, ByValue<GreaterNanFirst>());
-                          }
-                        } else {
-                          if (stable) {
-                            std::stable_sort(e, e + n, ByValue<LessNanLast>());
-                          } else {
-                            std::sort(e, e + n, ByValue<LessNanLast>());
-                          }
-                        }
-                        const int64_t out = rows.out_offset(r, n);
-                        for (int64_t j = 0; j < n; ++j) {
-                          if (values) values[out + j * rows.inner] = e[j].value;
-                          if (indices) indices[out + j * rows.inner] = e[j].index;
-                        }
-                      });
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(Elem<T>));
+  auto row = [&](int64_t r, void* scratch) {
+    Elem<T>* e = static_cast<Elem<T>*>(scratch);
+    load_row(x, rows, r, e);
+    if (descending) {
+      if (stable) {
+        std::stable_sort(e, e + n, ByValue<GreaterNanFirst>());
+      } else {
+        std::sort(e, e + n, ByValue<GreaterNanFirst>());
+      }
+    } else {
+      if (stable) {
+        std::stable_sort(e, e + n, ByValue<LessNanLast>());
+      } else {
+        std::sort(e, e + n, ByValue<LessNanLast>());
+      }
+    }
+    const int64_t out = rows.out_offset(r, n);
+    for (int64_t j = 0; j < n; ++j) {
+      if (values) values[out + j * rows.inner] = e[j].value;
+      if (indices) indices[out + j * rows.inner] = e[j].index;
+    }
+  };
+  return for_each_row(ctx, rows, bytes, "sort", row);
 }
 
 // -- topk ---------------------------------------------------------------------------
@@ -308,31 +307,32 @@ int32_t topk(const KernelContext& ctx, const SortOperand<T>& x, int64_t k, bool 
                 static_cast<long long>(k), static_cast<long long>(n));
   }
   if (k == 0) return AOTC_ABI_OK;
-  return for_each_row(
-      ctx, rows, n * static_cast<int64_t>(sizeof(Elem<T>)), "topk", [&](int64_t r, void* scratch) {
-        Elem<T>* e = static_cast<Elem<T>*>(scratch);
-        load_row(x, rows, r, e);
-        // TopKImpl.h: partial_sort for small k, else nth_element (+ sort of
-        // the first k - 1 when sorted).
-        if (k * 64 <= n) {
-          if (largest) {
-            std::partial_sort(e, e + k, e + n, ByValue<GreaterNanFirst>());
-          } else {
-            std::partial_sort(e, e + k, e + n, ByValue<LessNanLast>());
-          }
-        } else if (largest) {
-          std::nth_element(e, e + k - 1, e + n, ByValue<GreaterNanFirst>());
-          if (sorted) std::sort(e, e + k - 1, ByValue<GreaterNanFirst>());
-        } else {
-          std::nth_element(e, e + k - 1, e + n, ByValue<LessNanLast>());
-          if (sorted) std::sort(e, e + k - 1, ByValue<LessNanLast>());
-        }
-        const int64_t out = rows.out_offset(r, k);
-        for (int64_t j = 0; j < k; ++j) {
-          if (values) values[out + j * rows.inner] = topk_value(e[j].value);
-          if (indices) indices[out + j * rows.inner] = e[j].index;
-        }
-      });
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(Elem<T>));
+  auto row = [&](int64_t r, void* scratch) {
+    Elem<T>* e = static_cast<Elem<T>*>(scratch);
+    load_row(x, rows, r, e);
+    // TopKImpl.h: partial_sort for small k, else nth_element (+ sort of
+    // the first k - 1 when sorted).
+    if (k * 64 <= n) {
+      if (largest) {
+        std::partial_sort(e, e + k, e + n, ByValue<GreaterNanFirst>());
+      } else {
+        std::partial_sort(e, e + k, e + n, ByValue<LessNanLast>());
+      }
+    } else if (largest) {
+      std::nth_element(e, e + k - 1, e + n, ByValue<GreaterNanFirst>());
+      if (sorted) std::sort(e, e + k - 1, ByValue<GreaterNanFirst>());
+    } else {
+      std::nth_element(e, e + k - 1, e + n, ByValue<LessNanLast>());
+      if (sorted) std::sort(e, e + k - 1, ByValue<LessNanLast>());
+    }
+    const int64_t out = rows.out_offset(r, k);
+    for (int64_t j = 0; j < k; ++j) {
+      if (values) values[out + j * rows.inner] = topk_value(e[j].value);
+      if (indices) indices[out + j * rows.inner] = e[j].index;
+    }
+  };
+  return for_each_row(ctx, rows, bytes, "topk", row);
 }
 
 // -- kthvalue, median, nanmedian, mode (reductions with indices) ---------------------
@@ -354,14 +354,15 @@ int32_t kthvalue(const KernelContext& ctx, const SortOperand<T>& x, int64_t k, T
     return fail(ctx, AOTC_ABI_INVALID_ARGUMENT, "kthvalue: k = %lld out of range [1, %lld]",
                 static_cast<long long>(k), static_cast<long long>(n));
   }
-  return for_each_row(ctx, rows, n * static_cast<int64_t>(sizeof(Elem<T>)), "kthvalue",
-                      [&](int64_t r, void* scratch) {
-                        Elem<T>* e = static_cast<Elem<T>*>(scratch);
-                        load_row(x, rows, r, e);
-                        quick_select(e, n, k - 1);
-                        if (values) values[r] = e[k - 1].value;
-                        if (indices) indices[r] = e[k - 1].index;
-                      });
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(Elem<T>));
+  auto row = [&](int64_t r, void* scratch) {
+    Elem<T>* e = static_cast<Elem<T>*>(scratch);
+    load_row(x, rows, r, e);
+    quick_select(e, n, k - 1);
+    if (values) values[r] = e[k - 1].value;
+    if (indices) indices[r] = e[k - 1].index;
+  };
+  return for_each_row(ctx, rows, bytes, "kthvalue", row);
 }
 
 // median / nanmedian along the dim (Sorting.cpp, median_with_indices_impl):
@@ -376,7 +377,7 @@ int32_t median(const KernelContext& ctx, const SortOperand<T>& x, bool ignore_na
   const char* what = ignore_nan ? "nanmedian" : "median";
   if (rows.count > 0 && n == 0) return empty_reduction(ctx, what);
   const int64_t bytes = n * static_cast<int64_t>(sizeof(int64_t) + sizeof(K));
-  return for_each_row(ctx, rows, bytes, what, [&](int64_t r, void* scratch) {
+  auto row = [&](int64_t r, void* scratch) {
     int64_t* idx = static_cast<int64_t*>(scratch);
     K* ip = reinterpret_cast<K*>(idx + n);
     const T* in = x.data + rows.in_offset(r);
@@ -409,7 +410,8 @@ int32_t median(const KernelContext& ctx, const SortOperand<T>& x, bool ignore_na
     }
     if (values) values[r] = in[chosen * rows.stride];
     if (indices) indices[r] = chosen;
-  });
+  };
+  return for_each_row(ctx, rows, bytes, what, row);
 }
 
 // median / nanmedian of all elements of a 1-d operand (Sorting.cpp,
@@ -462,31 +464,31 @@ int32_t mode(const KernelContext& ctx, const SortOperand<T>& x, T* values, int64
   const Rows rows(x);
   const int64_t n = rows.n;
   if (rows.count > 0 && n == 0) return empty_reduction(ctx, "mode");
-  return for_each_row(ctx, rows, n * static_cast<int64_t>(sizeof(Elem<T>)), "mode",
-                      [&](int64_t r, void* scratch) {
-                        Elem<T>* e = static_cast<Elem<T>*>(scratch);
-                        load_row(x, rows, r, e);
-                        std::sort(e, e + n, [](const Elem<T>& a, const Elem<T>& b) {
-                          return key(a.value) < key(b.value);
-                        });
-                        T mode_value{};
-                        int64_t mode_index = 0;
-                        int64_t freq = 0;
-                        int64_t max_freq = 0;
-                        for (int64_t i = 0; i < n; ++i) {
-                          ++freq;
-                          if (i == n - 1 || key(e[i].value) != key(e[i + 1].value)) {
-                            if (freq > max_freq) {
-                              mode_value = e[i].value;
-                              mode_index = e[i].index;
-                              max_freq = freq;
-                            }
-                            freq = 0;
-                          }
-                        }
-                        if (values) values[r] = mode_value;
-                        if (indices) indices[r] = mode_index;
-                      });
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(Elem<T>));
+  auto row = [&](int64_t r, void* scratch) {
+    Elem<T>* e = static_cast<Elem<T>*>(scratch);
+    load_row(x, rows, r, e);
+    std::sort(e, e + n,
+              [](const Elem<T>& a, const Elem<T>& b) { return key(a.value) < key(b.value); });
+    T mode_value{};
+    int64_t mode_index = 0;
+    int64_t freq = 0;
+    int64_t max_freq = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      ++freq;
+      if (i == n - 1 || key(e[i].value) != key(e[i + 1].value)) {
+        if (freq > max_freq) {
+          mode_value = e[i].value;
+          mode_index = e[i].index;
+          max_freq = freq;
+        }
+        freq = 0;
+      }
+    }
+    if (values) values[r] = mode_value;
+    if (indices) indices[r] = mode_index;
+  };
+  return for_each_row(ctx, rows, bytes, "mode", row);
 }
 
 }  // namespace kernels
