@@ -7,14 +7,20 @@ through ops.indirect_indexing(value, size, name): negative values wrap once
 as in torch, and a value outside [0, size) is a run-time error whose message
 includes |name| (e.g. "embedding: index"), never an out-of-bounds read.
 
-index_put is a scatter, which the IR has no node for; it is lowered as a
-gather instead. With at most MAX_UNROLLED_INDICES index positions (a KV-cache
-update in decode) each output element compares itself with every position,
-unrolled in one Pointwise. With more, a max reduction over the positions
-finds, per indexed coordinate, the last position that writes it (last write
-wins, as eager on CPU), and a Pointwise gathers from |values|; accumulate
-sums the hits per element in a reduction (in order: deterministic). Bodies of
-bf16/fp16 tensors run in float32 (ops.py) and round once at the end.
+index_put is a scatter. Small ones are lowered as gathers, which fuse:
+with at most MAX_UNROLLED_INDICES index positions (a KV-cache update in
+decode) each output element compares itself with every position, unrolled in
+one Pointwise. Up to MAX_REDUCTION_INDICES positions, a max reduction over the
+positions finds, per indexed coordinate, the last position that writes it
+(last write wins, as eager on CPU), and a Pointwise gathers from |values|;
+accumulate sums the hits per element in a reduction (in order:
+deterministic). Bodies of bf16/fp16 tensors run in float32 (ops.py) and round
+once at the end. Both forms cost (output elements) x (positions), so more
+positions, or a dynamic count, go to the "index_put" extern kernel of the
+scatter family (scatter.index_put_kernel, [Note: scatter kernels]): a copy
+plus one pass over the positions, deterministic, bf16 accumulation rounded
+per step as eager does. Dtypes that kernel lacks (bool...) keep the gather
+forms.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import torch
 
 from ..ir.nodes import GenericView, Pointwise, Reduction, TensorValue
 from ..ir.symbols import FloorDiv, ModularIndexing, contiguous_strides, product
+from . import scatter
 from .common import broadcast_shapes, compute_dtype, identity, to_loader
 from .context import LoweringContext
 from .registry import LoweringRegistry
@@ -48,6 +55,8 @@ aten = torch.ops.aten
 
 # index_put unrolls one comparison per index position up to this many.
 MAX_UNROLLED_INDICES = 8
+# ...and reduces over the positions up to this many; beyond, the scatter kernel.
+MAX_REDUCTION_INDICES = 16
 
 
 def broadcast_index(index: Index, shape: Sequence[Expr]) -> list[Expr]:
@@ -195,6 +204,9 @@ def index_put(
     count = product(adv.batch)
     if count.is_Integer and int(count) <= MAX_UNROLLED_INDICES:
         return _index_put_unrolled(adv, value, values, accumulate)
+    small = count.is_Integer and int(count) <= MAX_REDUCTION_INDICES
+    if not small and scatter.index_put_supported(value.dtype):
+        return scatter.index_put_kernel(ctx, adv, value, values, accumulate)
     if accumulate:
         return _index_put_sum(ctx, adv, value, values)
     return _index_put_last(ctx, adv, value, values)
