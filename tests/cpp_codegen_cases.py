@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 import sympy
 import torch
 
-from aot.ir.nodes import Buffer, BufferKind, ComputedBuffer, Layout, Pointwise, Reduction
+from aot.ir.nodes import (
+    Buffer,
+    BufferKind,
+    ComputedBuffer,
+    Layout,
+    Pointwise,
+    Reduction,
+    WelfordReduction,
+)
 from aot.ir.symbols import size_symbol
 from aot.scheduler.schedule import LoopKernel
 
@@ -49,6 +57,28 @@ def reduction(
     return ComputedBuffer(
         name, dtype, Layout.contiguous(ranges), origins=(f"fx_{name}",), data=data
     )
+
+
+def welford(
+    name: str, dtype: torch.dtype, ranges: list, reduction_ranges: list, fn: Callable
+) -> tuple[ComputedBuffer, ComputedBuffer]:
+    """The (mean, m2) buffers of one Welford reduction, named name_mean and
+    name_m2 ([Note: multi-output reductions])."""
+    out = []
+    for k, part in enumerate(("mean", "m2")):
+        data = WelfordReduction(
+            list(ranges), dtype, list(reduction_ranges), "welford", fn, dtype, k, f"{name}_mean"
+        )
+        out.append(
+            ComputedBuffer(
+                f"{name}_{part}",
+                dtype,
+                Layout.contiguous(ranges),
+                origins=(f"fx_{name}",),
+                data=data,
+            )
+        )
+    return out[0], out[1]
 
 
 def size_expr(symbol: sympy.Expr) -> str:
@@ -597,6 +627,61 @@ def softmax_like() -> Case:
         "rowmax": s.amax(1).to(torch.bfloat16),
     }
     return Case("softmax_like", kernel, {"x": xv}, expected)
+
+
+def _welford_norm(name: str, rows: int, cols: int, dtype: torch.dtype, xv: torch.Tensor) -> Case:
+    # mean and m2 of each row in one Welford pass (m2 local), then an outer
+    # var = m2 / cols and the normalised row (x - mean) * rsqrt(var + 1e-5)
+    # in the same kernel: a layer norm's statistics and epilogue.
+    x = input_buffer("x", dtype, rows, cols)
+    lx = _loader(x)
+    mean, m2 = welford(
+        "stats", dtype, sizes(rows), sizes(cols), lambda ops, i, r: lx(ops, [i[0], r[0]])
+    )
+    var = pointwise(
+        "var",
+        dtype,
+        sizes(rows),
+        lambda ops, i: ops.truediv(ops.load("stats_m2", i[0]), ops.constant(float(cols), dtype)),
+    )
+
+    def normalised(ops, i):
+        centred = ops.sub(lx(ops, i), ops.load("stats_mean", i[0]))
+        eps = ops.add(ops.load("var", i[0]), ops.constant(1e-5, dtype))
+        return ops.mul(centred, ops.rsqrt(eps))
+
+    out = pointwise("out", dtype, sizes(rows, cols), normalised)
+    kernel = LoopKernel(f"k_{name}", [mean, m2, var, out], sizes(rows), sizes(cols), {"stats_m2"})
+    x64 = xv.double()
+    want_mean = x64.mean(1) if cols else torch.full((rows,), float("nan"), dtype=torch.float64)
+    want_var = (
+        x64.var(1, correction=0) if cols else torch.full((rows,), float("nan"), dtype=torch.float64)
+    )
+    want_out = (x64 - x64.mean(1, keepdim=True)) * torch.rsqrt(want_var[:, None] + 1e-5)
+    expected = {
+        "stats_mean": want_mean.to(dtype),
+        "var": want_var.to(dtype),
+        "out": want_out.to(dtype),
+    }
+    return Case(name, kernel, {"x": xv}, expected, atol=2e-3, rtol=1e-3)
+
+
+@case
+def welford_norms() -> list[Case]:
+    # Large mean (1e4) and variance ~1: sum of squares minus squared mean
+    # would lose every digit in float32; Welford keeps ~4. Lanes (1000 cols),
+    # the scalar path (7 cols, float64) and an empty row (NaN mean).
+    gen = torch.Generator().manual_seed(0)
+    f64 = torch.float64
+    return [
+        _welford_norm(
+            "welford_lanes", 6, 1000, torch.float32, 1e4 + torch.randn(6, 1000, generator=gen)
+        ),
+        _welford_norm(
+            "welford_scalar_f64", 5, 7, f64, 1e4 + torch.randn(5, 7, dtype=f64, generator=gen)
+        ),
+        _welford_norm("welford_empty", 3, 0, torch.float32, torch.empty(3, 0)),
+    ]
 
 
 @case

@@ -180,6 +180,7 @@ def evaluate_reduction(
     rsizes = _fix(red.reduction_ranges, symbols or {})
     grids = torch.meshgrid(*[torch.arange(s) for s in sizes], indexing="ij") if sizes else []
     variables, rvars = index_vars(len(sizes)), reduction_vars(len(rsizes))
+    welford = red.reduction_type == "welford"
     combine = {
         "sum": torch.add,
         "prod": torch.mul,
@@ -187,8 +188,10 @@ def evaluate_reduction(
         "min": torch.minimum,
         "any": torch.logical_or,
         "all": torch.logical_and,
+        "welford": None,
     }[red.reduction_type]
     acc = None
+    moments = [torch.zeros(sizes, dtype=red.src_dtype) for _ in range(3)]  # mean, m2, weight
     for point in (torch.cartesian_prod(*[torch.arange(r) for r in rsizes]).reshape(-1, len(rsizes))
                   if rsizes else torch.zeros(1, 0, dtype=torch.int64)):  # fmt: skip
         env: dict[sympy.Symbol, Any] = dict(symbols or {})
@@ -197,7 +200,18 @@ def evaluate_reduction(
         ops = EvalOps(buffers, env)
         value = torch.as_tensor(red.inner_fn(ops, variables, rvars)).expand(sizes)
         assert value.dtype == red.src_dtype, (value.dtype, red.src_dtype)
+        if welford:  # Welford's update ([Note: multi-output reductions])
+            mean, m2, weight = moments
+            weight = weight + 1
+            delta = value - mean
+            mean = mean + delta / weight
+            moments = [mean, m2 + delta * (value - mean), weight]
+            continue
         acc = value if acc is None else combine(acc, value)
+    if welford:
+        mean, m2, weight = moments
+        nan = torch.full_like(mean, float("nan"))
+        acc = torch.where(weight > 0, mean, nan) if red.output_index == 0 else m2  # type: ignore[attr-defined]
     assert acc is not None, "empty reduction"
     return acc.to(red.dtype)
 

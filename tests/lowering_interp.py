@@ -21,7 +21,15 @@ import numpy as np
 import sympy
 import torch
 
-from aot.ir.nodes import Buffer, BufferKind, ComputedBuffer, Layout, Reduction, ReinterpretView
+from aot.ir.nodes import (
+    Buffer,
+    BufferKind,
+    ComputedBuffer,
+    Layout,
+    Reduction,
+    ReinterpretView,
+    WelfordReduction,
+)
 from aot.ir.symbols import FloorDiv, ModularIndexing, index_vars, reduction_vars
 from aot.lowering.context import LoweringContext
 from aot.lowering.registry import LoweringRegistry
@@ -167,12 +175,22 @@ class Interpreter:
         rshape = [int(s) for s in node.reduction_ranges]
         acc: torch.Tensor | None = None
         best: torch.Tensor | None = None
+        kind = node.reduction_type
+        if kind == "welford":  # (mean, m2, weight), Welford's update per point
+            assert isinstance(node, WelfordReduction) and node.dtype == node.src_dtype
+            moments = [torch.zeros(shape, dtype=node.src_dtype) for _ in range(3)]
         for flat, point in enumerate(np.ndindex(*rshape)):
             for symbol, value in zip(rindex, point, strict=True):
                 self.env[symbol] = torch.tensor(value)
             v = torch.as_tensor(node.inner_fn(self, index, rindex)).expand(shape)
             assert v.dtype == node.src_dtype, f"reduction body {v.dtype} != {node.src_dtype}"
-            kind = node.reduction_type
+            if kind == "welford":
+                mean, m2, weight = moments
+                weight = weight + 1
+                delta = v - mean
+                mean = mean + delta / weight
+                moments = [mean, m2 + delta * (v - mean), weight]
+                continue
             if acc is None:
                 acc, best = v.clone(), torch.zeros(shape, dtype=torch.int64)
                 continue
@@ -190,6 +208,10 @@ class Interpreter:
                     "all": torch.logical_and,
                 }[kind]
                 acc = combine(acc, v)
+        if kind == "welford":
+            mean, m2, weight = moments
+            empty = torch.full_like(mean, float("nan"))
+            return torch.where(weight > 0, mean, empty) if node.output_index == 0 else m2
         assert acc is not None and best is not None
         result = best if node.reduction_type in ("argmax", "argmin") else acc
         return result.to(node.dtype)

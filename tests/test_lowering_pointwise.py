@@ -418,7 +418,7 @@ def test_max_min_argmax_with_nan_and_ties(dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_var_std(dtype: torch.dtype) -> None:
-    x = rand(3, 4, 5, dtype=dtype) + 10  # offset: two-pass keeps precision
+    x = rand(3, 4, 5, dtype=dtype) + 10  # offset: Welford keeps precision
     check(aten.var.correction, x, [1], correction=0)
     check(aten.var.correction, x, None)
     check(aten.var.correction, x, [0, 2], correction=1, keepdim=True)
@@ -428,6 +428,25 @@ def test_var_std(dtype: torch.dtype) -> None:
     check(aten.var.default, x)
     check(aten.var_mean.correction, x, [1], correction=1)
     check(aten.std_mean.correction, x, [0, 1], keepdim=True)
+
+
+def test_var_is_one_welford_reduction_with_a_large_mean() -> None:
+    """var_mean is one Welford reduction (two outputs, one pass); with x =
+    1e4 + randn in float32 (sum of squares minus squared mean would keep no
+    digit) it agrees with a float64 reference."""
+    x = torch.randn(4, 256) + 1e4
+    (var, mean), ctx, _ = lower(aten.var_mean.correction, x, [1], correction=1)
+    welford = [n.data for n in ctx.nodes if isinstance(n.data, Reduction)]
+    assert [(w.reduction_type, w.output_index) for w in welford] == [("welford", 0), ("welford", 1)]
+    assert welford[0].group == welford[1].group == ctx.nodes[0].name
+    got_var, got_mean = evaluate(aten.var_mean.correction, x, [1], correction=1)
+    x64 = x.double()
+    torch.testing.assert_close(got_var.double(), x64.var(1), rtol=1e-3, atol=0)
+    torch.testing.assert_close(got_mean.double(), x64.mean(1), rtol=1e-6, atol=0)
+
+
+def test_var_of_an_empty_dim_is_nan() -> None:
+    check(aten.var_mean.correction, torch.empty(3, 0), [1], correction=0)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -21,9 +21,12 @@ from aot.ir.nodes import (
     Pointwise,
     Reduction,
     ReinterpretView,
+    WelfordReduction,
 )
 from aot.ir.ops import OP_NAMES, PrintHandler
 from aot.ir.symbols import index_vars, reduction_vars, size_symbol
+from aot.lowering import norms
+from aot.lowering.context import LoweringContext
 from aot.scheduler import ExternCall, LoopKernel, Schedule, Storage, schedule
 from aot.scheduler.bytes import LoadRecorder, record_loads
 from aot.scheduler.memory import Arena, aligned_size
@@ -216,6 +219,65 @@ def test_layer_norm_is_one_kernel() -> None:
     assert sched.workspace_bytes == 0
     assert kernel.bytes_read == 4 * 32 * 4 + 32 * 4 + 32 * 4  # x, w, b
     assert kernel.bytes_written == 4 * 32 * 4
+
+
+def welford_layer_norm_graph(mean_is_output: bool) -> LoweredGraph:
+    """aten.native_layer_norm as lowering writes it: one Welford reduction
+    (mean, m2) and the affine epilogue reading both."""
+    n, m = 4, 32
+    x = inp("x", [n, m])
+    w, b = inp("w", [m], BufferKind.CONSTANT), inp("b", [m], BufferKind.CONSTANT)
+    ctx = LoweringContext()
+    out, mean, _ = norms._layer_norm(ctx, x, [m], w, b, 1e-5)
+    outputs = [ctx.realize_contiguous(out)]
+    if mean_is_output:
+        outputs.append(ctx.realize_contiguous(mean))
+    return make_graph([x], ctx.nodes, outputs, constants=[w, b])
+
+
+def test_welford_layer_norm_is_one_kernel() -> None:
+    """Both Welford outputs are written by one loop kernel, local when only
+    the epilogue reads them; the row is read once."""
+    sched = schedule(welford_layer_norm_graph(mean_is_output=False))
+    (kernel,) = sched.kernels
+    assert isinstance(kernel, LoopKernel)
+    assert kernel.outer == [4] and kernel.inner == [32]
+    mean, m2, out = kernel.nodes
+    assert isinstance(mean.data, WelfordReduction) and isinstance(m2.data, WelfordReduction)
+    assert (mean.data.output_index, m2.data.output_index) == (0, 1)
+    assert mean.data.group == m2.data.group == mean.name
+    assert kernel.local == {mean.name, m2.name}
+    assert kernel.bytes_read == 4 * 32 * 4 + 2 * 32 * 4  # x once, w, b
+    assert kernel.bytes_written == 4 * 32 * 4
+    assert sched.workspace_bytes == 0
+
+
+def test_welford_mean_output_joins_the_kernel() -> None:
+    """The [4, 1] mean output (an outer pointwise copying the local mean)
+    joins the same kernel."""
+    sched = schedule(welford_layer_norm_graph(mean_is_output=True))
+    (kernel,) = sched.kernels
+    assert isinstance(kernel, LoopKernel)
+    mean, m2, out, mean_out = kernel.nodes
+    assert kernel.local == {mean.name, m2.name}
+    assert where(sched, mean_out.name) == (Storage.OUTPUT, 1, 0)
+    assert kernel.bytes_read == 4 * 32 * 4 + 2 * 32 * 4
+    assert kernel.bytes_written == 4 * 32 * 4 + 4 * 4  # out and the mean
+
+
+def test_welford_outputs_never_split() -> None:
+    """An m2 whose mean is in another kernel is a scheduler bug, not a silent
+    second pass."""
+    x = inp("x", [4, 8])
+    xl = x.make_loader()
+    ctx = LoweringContext()
+    mean, m2 = ctx.reduce_welford(
+        [sympy.Integer(4)], [sympy.Integer(8)], lambda ops, i, r: xl(ops, [i[0], r[0]]), F32
+    )
+    other = reduction("other", [2], [16], "sum", lambda ops, i, r: xl(ops, [i[0] * 2, r[0]]))
+    graph = make_graph([x], [mean, other, m2], [mean, other, m2])
+    with pytest.raises(AssertionError, match="Welford output 1"):
+        schedule(graph)
 
 
 def test_pointwise_prologue_joins_the_reduction_kernel() -> None:

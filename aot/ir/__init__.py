@@ -14,6 +14,7 @@ from .nodes import (
     Reduction,
     ReinterpretView,
     TensorValue,
+    WelfordReduction,
 )
 from .ops import OpsHandler, PrintHandler
 from .symbols import FloorDiv, ModularIndexing, index_vars, reduction_vars
@@ -33,6 +34,7 @@ __all__ = [
     "Pointwise",
     "PrintHandler",
     "Reduction",
+    "WelfordReduction",
     "ReinterpretView",
     "TensorValue",
     "index_vars",

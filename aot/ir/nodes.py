@@ -5,7 +5,7 @@
   computed buffers, extern kernel outputs);
 - a ReinterpretView: a strided view of a Buffer (permute, expand, slice,
   select, contiguous reshape) — no copy;
-- a Loops node (Pointwise, Reduction): not yet in memory. Pointwise values
+- a Loops node (Pointwise, Reduction, WelfordReduction): not yet in memory. Pointwise values
   stay unrealized and are inlined (recomputed) into whatever reads them, which
   is how pointwise chains and pointwise prologues fuse. Reductions are always
   realized into a ComputedBuffer;
@@ -122,7 +122,7 @@ class Pointwise(Loops):
 
 
 # Reduction types and their identity (the accumulator's start value).
-REDUCTION_TYPES = ("sum", "prod", "max", "min", "any", "all", "argmax", "argmin")
+REDUCTION_TYPES = ("sum", "prod", "max", "min", "any", "all", "argmax", "argmin", "welford")
 
 
 @dataclass(eq=False)
@@ -143,12 +143,51 @@ class Reduction(Loops):
     def __post_init__(self) -> None:
         if self.reduction_type not in REDUCTION_TYPES:
             raise ValueError(f"unknown reduction type {self.reduction_type!r}")
+        if self.reduction_type == "welford" and not isinstance(self, WelfordReduction):
+            raise ValueError("a 'welford' reduction is a WelfordReduction (two outputs)")
 
     def make_loader(self) -> Loader:
         raise TypeError("a Reduction must be realized into a ComputedBuffer before it is read")
 
     def reduction_index(self) -> list[sympy.Symbol]:
         return reduction_vars(len(self.reduction_ranges))
+
+
+# [Note: multi-output reductions] A Welford reduction computes, in ONE pass
+# over reduction_ranges, the running (mean, m2, weight) of inner_fn's float
+# values (Welford's online update: weight += 1; d = v - mean; mean += d /
+# weight; m2 += d * (v - mean); partial accumulators merge with Chan's
+# formula). It has two outputs, each its own ComputedBuffer:
+# ctx.reduce_welford(...) returns (mean, m2), two ComputedBuffers whose data
+# are WelfordReductions with the same ranges, reduction_ranges, inner_fn and
+# |group| (the mean buffer's name), and output_index 0 (mean) and 1 (m2: the
+# sum of squared deviations; the variance is m2 / (N - correction), computed
+# by the pointwise that reads it; N is static or symbolic, so the weight is
+# not an output). The two are recorded consecutively, so fusion sees them as
+# two Reductions of one structure and reading the same values: they always
+# land in one LoopKernel (fusion.py asserts it), and codegen folds every
+# WelfordReduction of a group into one accumulator written to both buffers.
+# Everything that treats a node alone (bytes, locals, memory plan) works
+# unchanged: each output is an ordinary buffer. The mean of an empty
+# reduction is NaN (as torch's mean), its m2 0. dtype == src_dtype (float32
+# for bf16/fp16 values). argmax/argmin are single-output Reductions.
+WELFORD_OUTPUTS = ("mean", "m2")
+
+
+@dataclass(eq=False)
+class WelfordReduction(Reduction):
+    """One output (|output_index|: 0 mean, 1 m2) of the Welford reduction
+    |group|; see [Note: multi-output reductions]."""
+
+    output_index: int = 0
+    group: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reduction_type != "welford":
+            raise ValueError("a WelfordReduction has reduction_type 'welford'")
+        if not 0 <= self.output_index < len(WELFORD_OUTPUTS):
+            raise ValueError(f"Welford output index {self.output_index} out of range")
 
 
 @dataclass(eq=False)

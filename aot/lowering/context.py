@@ -20,6 +20,7 @@ from ..ir.nodes import (
     Reduction,
     ReinterpretView,
     TensorValue,
+    WelfordReduction,
 )
 
 
@@ -75,6 +76,39 @@ class LoweringContext:
         )
         self.nodes.append(buffer)
         return buffer
+
+    def reduce_welford(
+        self,
+        ranges: Sequence[sympy.Expr],
+        reduction_ranges: Sequence[sympy.Expr],
+        inner_fn: Any,
+        dtype: torch.dtype,
+    ) -> tuple[ComputedBuffer, ComputedBuffer]:
+        """(mean, m2) of inner_fn's |dtype| values over |reduction_ranges|, for
+        each index of |ranges|: one Welford pass, two buffers recorded
+        consecutively ([Note: multi-output reductions])."""
+        ranges = [sympy.sympify(s) for s in ranges]
+        reduction_ranges = [sympy.sympify(s) for s in reduction_ranges]
+        group = self.new_name()
+        buffers = []
+        for k in range(2):
+            data = WelfordReduction(
+                list(ranges),
+                dtype,
+                list(reduction_ranges),
+                "welford",
+                inner_fn,
+                dtype,
+                output_index=k,
+                group=group,
+            )
+            name = group if k == 0 else self.new_name()
+            buffer = ComputedBuffer(
+                name, dtype, Layout.contiguous(ranges), BufferKind.COMPUTED, self.origins, data
+            )
+            self.nodes.append(buffer)
+            buffers.append(buffer)
+        return buffers[0], buffers[1]
 
     def extern(
         self,

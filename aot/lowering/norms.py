@@ -3,9 +3,10 @@ norm in inference (_native_batch_norm_legit_no_training, native_batch_norm
 with training=False) or with batch statistics and no running stats
 (_native_batch_norm_legit.no_stats, which instance_norm becomes).
 
-Statistics are two-pass (reductions.two_pass_moments): the sum, then the sum
-of squared deviations from mean = sum / N, both realized and accumulated in
-float32 for bf16/fp16; rstd = rsqrt(var + eps). The normalised output is an
+Statistics are one Welford reduction (reductions.welford_moments, [Note:
+multi-output reductions] in ir/nodes.py): the mean and the sum of squared
+deviations m2 in one pass, accumulated in float32 for bf16/fp16; rstd =
+rsqrt(m2 / N + eps). The normalised output is an
 unrealized Pointwise ((x - mean) * rstd * weight + bias, computed in float32
 and cast back), so it fuses into its readers. The extra outputs (mean, rstd)
 have eager's shapes and dtypes; batch norm's dead ones are zero-size.
@@ -23,7 +24,7 @@ from ..ir.nodes import GenericView, Loader, Pointwise, TensorValue
 from ..ir.symbols import FloorDiv
 from .common import compute_dtype, to_loader
 from .context import LoweringContext
-from .reductions import broadcast_reduced, keep_dims, map_reduced, two_pass_moments
+from .reductions import broadcast_reduced, keep_dims, map_reduced, welford_moments
 from .registry import LoweringRegistry
 
 aten = torch.ops.aten
@@ -98,7 +99,7 @@ def _layer_norm(
     sizes, ndim = x.get_size(), len(x.get_size())
     dims = list(range(ndim - len(normalized_shape), ndim))
     acc = compute_dtype(x.dtype)
-    mean, m2, n = two_pass_moments(ctx, x, dims, acc)
+    mean, m2, n = welford_moments(ctx, x, dims, acc)
     rstd = _rstd(m2, n, eps, acc)
     out = _normalized(
         x,
@@ -148,7 +149,7 @@ def _batch_norm_batch_stats(
     ndim = len(x.get_size())
     dims = [d for d in range(ndim) if d != 1]
     acc = compute_dtype(x.dtype)
-    mean, m2, n = two_pass_moments(ctx, x, dims, acc)
+    mean, m2, n = welford_moments(ctx, x, dims, acc)
     rstd = _rstd(m2, n, eps, acc)
     out = _normalized(
         x,
@@ -236,7 +237,7 @@ def _group_norm(
     grouped = GenericView(x, grouped_size, ungroup)
     dims = list(range(2, len(grouped_size)))
     acc = compute_dtype(x.dtype)
-    mean, m2, count = two_pass_moments(ctx, grouped, dims, acc)
+    mean, m2, count = welford_moments(ctx, grouped, dims, acc)
     rstd = _rstd(m2, count, eps, acc)
     load_mean, load_rstd = mean.make_loader(), rstd.make_loader()
 

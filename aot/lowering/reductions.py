@@ -1,5 +1,5 @@
 """Reduction lowerings: sum, mean, prod, amax/amin, max/min with indices,
-argmax/argmin, any/all, var/std (two-pass), softmax, log_softmax, logsumexp,
+argmax/argmin, any/all, var/std (one Welford reduction), softmax, log_softmax, logsumexp,
 linalg_vector_norm.
 
 [Note: reduction lowering] A reduction over |dims| of a value with |sizes|
@@ -44,6 +44,31 @@ FullIndexFn = Callable[[Any, Sequence[sympy.Expr]], Any]
 # -- building blocks (norms.py uses them too) ----------------------------------------
 
 
+def _full_index_fn(
+    ndim: int, dims: Sequence[int], fn: FullIndexFn
+) -> Callable[[Any, Sequence[sympy.Expr], Sequence[sympy.Expr]], Any]:
+    """A reduction body (ops, index, rindex) calling fn(ops, full_index)."""
+    kept = [d for d in range(ndim) if d not in dims]
+
+    def inner_fn(ops: Any, index: Sequence[sympy.Expr], rindex: Sequence[sympy.Expr]) -> Any:
+        full: list[sympy.Expr] = [sympy.Integer(0)] * ndim
+        for d, i in zip(kept, index, strict=True):
+            full[d] = i
+        for d, r in zip(dims, rindex, strict=False):  # a 0-d input has one dummy r
+            full[d] = r
+        return fn(ops, full)
+
+    return inner_fn
+
+
+def _split_ranges(
+    sizes: Sequence[sympy.Expr], dims: Sequence[int]
+) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
+    """(kept sizes, reduced sizes), a 0-d input reducing over a range of 1."""
+    kept = [sizes[d] for d in range(len(sizes)) if d not in dims]
+    return kept, [sizes[d] for d in dims] or [sympy.Integer(1)]
+
+
 def make_reduction(
     ctx: LoweringContext,
     sizes: Sequence[sympy.Expr],
@@ -55,23 +80,13 @@ def make_reduction(
 ) -> ComputedBuffer:
     """Realizes the |reduction_type| of fn(ops, full_index) (values in
     |src_dtype|) over |dims| of |sizes|; the buffer has the kept dims."""
-    ndim = len(sizes)
-    kept = [d for d in range(ndim) if d not in dims]
-
-    def inner_fn(ops: Any, index: Sequence[sympy.Expr], rindex: Sequence[sympy.Expr]) -> Any:
-        full: list[sympy.Expr] = [sympy.Integer(0)] * ndim
-        for d, i in zip(kept, index, strict=True):
-            full[d] = i
-        for d, r in zip(dims, rindex, strict=False):  # a 0-d input has one dummy r
-            full[d] = r
-        return fn(ops, full)
-
+    ranges, reduction_ranges = _split_ranges(sizes, dims)
     reduction = Reduction(
-        [sizes[d] for d in kept],
+        ranges,
         dtype,
-        reduction_ranges=[sizes[d] for d in dims] or [sympy.Integer(1)],
+        reduction_ranges=reduction_ranges,
         reduction_type=reduction_type,
-        inner_fn=inner_fn,
+        inner_fn=_full_index_fn(len(sizes), dims, fn),
         src_dtype=src_dtype,
     )
     return ctx.reduce(reduction)
@@ -248,23 +263,17 @@ def _any_all(reduction_type: str) -> Callable[..., TensorValue]:
 # -- var, std ----------------------------------------------------------------------------
 
 
-def two_pass_moments(
+def welford_moments(
     ctx: LoweringContext, x: TensorValue, dims: list[int], acc: torch.dtype
-) -> tuple[Pointwise, ComputedBuffer, sympy.Expr]:
-    """(mean, sum of squared deviations, N) over |dims| in |acc|: mean is a
-    Pointwise over the kept dims, the sum a realized buffer."""
-    sizes, ndim = x.get_size(), len(x.get_size())
-    n = count(sizes, dims)
-    total = _simple(ctx, x, dims, "sum", acc, acc)
-    mean = map_reduced(total, acc, lambda ops, v: ops.truediv(v, to_loader(n, acc)(ops, [])))
-    load_x, load_mean = to_loader(x, acc), broadcast_reduced(mean, ndim, dims)
-
-    def squared_deviation(ops: Any, full: Sequence[sympy.Expr]) -> Any:
-        diff = ops.sub(load_x(ops, full), load_mean(ops, full))
-        return ops.mul(diff, diff)
-
-    m2 = make_reduction(ctx, sizes, dims, "sum", squared_deviation, acc, acc)
-    return mean, m2, n
+) -> tuple[ComputedBuffer, ComputedBuffer, sympy.Expr]:
+    """(mean, sum of squared deviations, N) over |dims| in |acc|: one Welford
+    reduction ([Note: multi-output reductions]) whose two outputs are
+    buffers over the kept dims."""
+    sizes = x.get_size()
+    ranges, reduction_ranges = _split_ranges(sizes, dims)
+    inner_fn = _full_index_fn(len(sizes), dims, to_loader(x, acc))
+    mean, m2 = ctx.reduce_welford(ranges, reduction_ranges, inner_fn, acc)
+    return mean, m2, count(sizes, dims)
 
 
 def _var_std(take_sqrt: bool, with_mean: bool) -> Callable[..., Any]:
@@ -287,7 +296,7 @@ def _var_std(take_sqrt: bool, with_mean: bool) -> Callable[..., Any]:
         if not is_float(x.dtype):
             raise TypeError(f"var/std: expected a floating point input, got {x.dtype}")
         dims, acc, sizes = _dims(x, dim), compute_dtype(x.dtype), x.get_size()
-        mean, m2, n = two_pass_moments(ctx, x, dims, acc)
+        mean, m2, n = welford_moments(ctx, x, dims, acc)
         divisor = sympy.Max(n - sympy.sympify(correction), 0)
 
         def finish(ops: Any, v: Any) -> Any:

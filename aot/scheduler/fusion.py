@@ -30,6 +30,9 @@ open group (a LoopKernel in the making) with a loop structure (outer, inner):
   rebuilt with the reduction's structure, its pointwise nodes becoming inner
   loops (prologue fusion: the reduction reads what the loop just computed).
   The rebuild is kept only if every node still fits and reads aligned.
+- the outputs of one Welford reduction (recorded consecutively, same
+  structure, same loads) therefore always share a group; this is asserted,
+  and codegen computes them in one pass ([Note: multi-output reductions]).
 Everything else starts a new group; nodes are never reordered. Consecutive
 independent pointwise nodes over the same range share a kernel (horizontal
 fusion) by the same rules.
@@ -45,6 +48,7 @@ each of those loops only if codegen computes it there (inlines its body).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +56,15 @@ from typing import Any
 import sympy
 
 from ..ir.graph import LoweredGraph
-from ..ir.nodes import Buffer, ComputedBuffer, ExternKernel, Layout, Pointwise, Reduction
+from ..ir.nodes import (
+    Buffer,
+    ComputedBuffer,
+    ExternKernel,
+    Layout,
+    Pointwise,
+    Reduction,
+    WelfordReduction,
+)
 from ..ir.symbols import index_vars, reduction_vars
 from .bytes import Load, node_reads, record_loads
 from .schedule import ExternCall, LoopKernel
@@ -202,13 +214,12 @@ def reshaped(
         ) -> Any:
             return reduction.inner_fn(ops, reindex(index), rreindex(rindex))
 
-        new_data = Reduction(
-            list(ranges),
-            data.dtype,
-            list(reduction_ranges),
-            data.reduction_type,
-            reduction_fn,
-            data.src_dtype,
+        # (dataclasses.replace keeps a WelfordReduction's output and group)
+        new_data = dataclasses.replace(
+            data,
+            ranges=list(ranges),
+            reduction_ranges=list(reduction_ranges),
+            inner_fn=reduction_fn,
         )
     else:
         pointwise, reindex = data, _reindexer(own, ranges)
@@ -297,11 +308,28 @@ def group_nodes(graph: LoweredGraph) -> list[Group | ExternKernel]:
             if rebuilt is not None:
                 out[-1] = group = rebuilt
                 continue
+        _check_welford_sibling(group, node)
         group = Group.build(Structure.of(node), [node])
         if group is None:
             raise AssertionError(f"{node.name} does not fit its own loop structure")
         out.append(group)
     return out
+
+
+def _check_welford_sibling(group: Group | None, node: ComputedBuffer) -> None:
+    """A Welford output after the first joins the kernel of the first: same
+    structure, same loads, nothing between them ([Note: multi-output
+    reductions]); codegen relies on it to compute them in one pass."""
+    data = node.data
+    if not isinstance(data, WelfordReduction) or data.output_index == 0:
+        return
+    if group is None or not any(
+        isinstance(n.data, WelfordReduction) and n.data.group == data.group for n in group.originals
+    ):
+        raise AssertionError(
+            f"{node.name}: Welford output {data.output_index} of {data.group} is not in the "
+            "kernel of its first output"
+        )
 
 
 def _rebuild_for(group: Group, reduction: ComputedBuffer) -> Group | None:

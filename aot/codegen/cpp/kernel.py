@@ -9,7 +9,9 @@ outer index the nodes run in order:
   Floating sum/prod/max/min accumulate in 16 lanes over the innermost inner
   dim (a fixed-size lane loop that g++ vectorises without -ffast-math, since
   the order of operations is written out; it also sums more accurately than
-  one running total), then combine the lanes.
+  one running total), then combine the lanes. The outputs of one Welford
+  reduction share one accumulator (mean, m2, weight; per lane, merged with
+  Chan's formula): one pass writes both ([Note: multi-output reductions]).
 - Pointwise nodes over outer + inner loop over the inner ranges; consecutive
   ones that do not read each other's memory share a loop.
 - Pointwise nodes over outer compute one element.
@@ -43,7 +45,14 @@ import sympy
 import torch
 
 from ...ir.graph import LoweredGraph
-from ...ir.nodes import ComputedBuffer, ExternKernel, Pointwise, Reduction
+from ...ir.nodes import (
+    WELFORD_OUTPUTS,
+    ComputedBuffer,
+    ExternKernel,
+    Pointwise,
+    Reduction,
+    WelfordReduction,
+)
 from ...ir.ops import PrintHandler
 from ...ir.symbols import FloorDiv, ModularIndexing, index_vars, product, reduction_vars
 from ...scheduler.schedule import LoopKernel
@@ -364,10 +373,34 @@ class _KernelPrinter:
                     self.locals[node.name] = _Local(node, expected, body_vars=variables)
                     self._comment(node, "pointwise, recomputed where it is read")
 
+    def _accumulators(self, nodes: list[ComputedBuffer]) -> list[_Accumulator]:
+        """One accumulator per reduction, the outputs of one Welford
+        reduction sharing theirs ([Note: multi-output reductions])."""
+        accs: list[_Accumulator] = []
+        welford: dict[str, _WelfordAccumulator] = {}
+        for node in nodes:
+            data = node.data
+            if not isinstance(data, WelfordReduction):
+                accs.append(_Accumulator(self, node))
+                continue
+            acc = welford.get(data.group)
+            if acc is None:
+                if data.output_index != 0:
+                    raise CodegenError(
+                        f"{self.kernel.name}: Welford output {node.name} is not in the loop "
+                        f"of its group {data.group}"
+                    )
+                acc = welford[data.group] = _WelfordAccumulator(self, node)
+                accs.append(acc)
+            else:
+                acc.outputs.append(node)
+        return accs
+
     def _emit_reductions(self, nodes: list[ComputedBuffer]) -> None:
-        accs = [_Accumulator(self, node) for node in nodes]
+        accs = self._accumulators(nodes)
         for acc in accs:
-            self._comment(acc.node, f"{acc.kind} over {list(self.kernel.inner)}")
+            for node in acc.output_nodes():
+                self._comment(node, f"{acc.describe(node)} over {list(self.kernel.inner)}")
         loop_vars = [v for v in self.inner_vars if isinstance(v, sympy.Symbol)]
         loop_sizes = [
             s for s, v in zip(self.kernel.inner, self.inner_vars, strict=True) if v in loop_vars
@@ -412,7 +445,8 @@ class _KernelPrinter:
             for acc in accs:
                 acc.combine_lanes()
         for acc in accs:
-            self._finish(acc.node, acc.result())
+            for node, value in acc.results():
+                self._finish(node, value)
 
     def _body(self) -> None:
         self._register_inline_locals()
@@ -607,6 +641,87 @@ class _Accumulator:
         if self.kind in ("argmax", "argmin"):
             return CppValue(f"{self.name}_index", torch.int64)
         return CppValue(self.name, self.dtype)
+
+    def output_nodes(self) -> list[ComputedBuffer]:
+        return [self.node]
+
+    def results(self) -> list[tuple[ComputedBuffer, CppValue]]:
+        """(node, value) of every output this accumulator computes (after
+        the loop; may emit lines)."""
+        return [(self.node, self.result())]
+
+    def describe(self, node: ComputedBuffer) -> str:
+        return self.kind
+
+
+class _WelfordAccumulator(_Accumulator):
+    """(mean, m2, weight) of one Welford reduction, for all its outputs
+    (|outputs|, in the kernel's order). Lanes run Welford's update each on
+    their share of the innermost dim, then merge with Chan's formula
+    (aotc_math::welford_update / welford_combine)."""
+
+    _PARTS = ("mean", "m2", "weight")
+
+    def __init__(self, printer: _KernelPrinter, node: ComputedBuffer) -> None:
+        super().__init__(printer, node)
+        self.outputs: list[ComputedBuffer] = [node]
+        self.lanes = self.dtype.is_floating_point
+
+    def _vars(self, suffix: str = "", lane: str | None = None) -> list[str]:
+        at = "" if lane is None else f"[{lane}]"
+        return [f"{self.name}_{part}{suffix}{at}" for part in self._PARTS]
+
+    def init_scalar(self) -> None:
+        zero = cpp_literal(0, self.dtype)
+        for var in self._vars():
+            self.writer.line(f"{self.ctype} {var} = {zero};")
+
+    def init_lanes(self) -> None:
+        self.lane_array = "lanes"
+        zero = cpp_literal(0, self.dtype)
+        for var in self._vars("_lanes"):
+            self.writer.line(f"{self.ctype} {var}[{LANES}];")
+            self.writer.line(f"for (int lane = 0; lane < {LANES}; ++lane) {var}[lane] = {zero};")
+
+    def update(self, lane: str | None) -> None:
+        printer = self.printer
+        value = self.data.inner_fn(printer.ops, printer.outer_vars, printer.inner_vars)
+        value = printer.ops.to_dtype(value, self.dtype)
+        targets = self._vars() if lane is None else self._vars("_lanes", lane)
+        self.writer.line(
+            f"aotc_math::welford_update<{self.ctype}>({', '.join(targets)}, {value.expr});"
+        )
+
+    def combine_lanes(self) -> None:
+        for var, lane0 in zip(self._vars(), self._vars("_lanes", "0"), strict=True):
+            self.writer.line(f"{self.ctype} {var} = {lane0};")
+        merged = ", ".join(self._vars() + self._vars("_lanes", "lane"))
+        self.writer.line(
+            f"for (int lane = 1; lane < {LANES}; ++lane) "
+            f"aotc_math::welford_combine<{self.ctype}>({merged});"
+        )
+
+    def output_nodes(self) -> list[ComputedBuffer]:
+        return list(self.outputs)
+
+    def results(self) -> list[tuple[ComputedBuffer, CppValue]]:
+        mean, m2, weight = self._vars()
+        out = []
+        for node in self.outputs:
+            if node.data.output_index == 0:  # type: ignore[union-attr]
+                name = self.writer.new_name("mean")
+                self.writer.line(
+                    f"const {self.ctype} {name} = "
+                    f"aotc_math::welford_mean<{self.ctype}>({mean}, {weight});"
+                )
+                out.append((node, CppValue(name, self.dtype)))
+            else:
+                out.append((node, CppValue(m2, self.dtype)))
+        return out
+
+    def describe(self, node: ComputedBuffer) -> str:
+        index = node.data.output_index  # type: ignore[union-attr]
+        return f"welford {WELFORD_OUTPUTS[index]} (of {self.node.name})"
 
 
 def _accumulator_dtype(data: Reduction) -> torch.dtype:

@@ -389,4 +389,33 @@ inline void argmin_combine(T& acc_value, int64_t& acc_index, T value, int64_t in
   }
 }
 
+// Welford's online mean and sum of squared deviations (m2) of a stream of
+// floating values, |weight| counting them ([Note: multi-output reductions] in
+// aot/ir/nodes.py). The update is branch-free, so a fixed-size loop of lanes
+// vectorises; welford_combine merges two partial results (Chan et al.).
+template <typename T>
+inline void welford_update(T& mean, T& m2, T& weight, T value) {
+  weight = weight + T(1);
+  const T delta = value - mean;
+  mean = mean + delta / weight;
+  m2 = m2 + delta * (value - mean);
+}
+
+template <typename T>
+inline void welford_combine(T& mean, T& m2, T& weight, T mean_b, T m2_b, T weight_b) {
+  const T total = weight + weight_b;
+  if (total == T(0)) return;
+  const T delta = mean_b - mean;
+  const T share_b = weight_b / total;
+  mean = mean + delta * share_b;
+  m2 = m2 + m2_b + delta * delta * weight * share_b;
+  weight = total;
+}
+
+// The mean of an empty stream is NaN (as torch.mean's).
+template <typename T>
+inline T welford_mean(T mean, T weight) {
+  return weight > T(0) ? mean : std::numeric_limits<T>::quiet_NaN();
+}
+
 }  // namespace aotc_math
