@@ -3,11 +3,12 @@
     aotc export MODEL.py -o OUT.pt2  compile a model file into a package
     aotc inspect PKG [--json]        what a package holds, from the zip alone (no torch)
     aotc run PKG [...]               run sample inputs through the runtime, compare to eager
+    aotc check MODEL.py [...]        export, build, run fresh random inputs, compare to eager
     aotc verify PKG                  check a package's structure and checksums
     aotc --cmake-prefix-path         where find_package(aotc) finds the installed runtime
     aotc --version
 
-Exit status: 0 success, 1 a mismatch (run) or problems found (verify), 2 an error.
+Exit status: 0 success, 1 a mismatch (run, check) or problems found (verify), 2 an error.
 Expected errors print "aotc: error: ..." on stderr, without a traceback.
 
 This is the only module of aot/ that reads environment variables (project rule):
@@ -308,6 +309,136 @@ def _time_runs(model: Any, inputs: list[Any], outputs: Sequence[Any], args: Any)
 
 
 # --------------------------------------------------------------------------- #
+# check                                                                        #
+# --------------------------------------------------------------------------- #
+
+CUDA_NOT_SUPPORTED = "--device cuda is not supported yet (the GPU backend is a later milestone)"
+
+
+def random_like(value: Any, generator: Any) -> Any:
+    """A fresh random input shaped like example |value| (a pytree): floats
+    normal, integers uniform in the example's [min, max], bools random;
+    non-tensor leaves unchanged (torch.export specialised them)."""
+    import torch
+    import torch.utils._pytree as pytree
+
+    def fresh(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        if t.dtype == torch.bool:
+            return torch.randint(0, 2, t.shape, generator=generator).to(torch.bool)
+        if t.dtype.is_floating_point:
+            return torch.randn(t.shape, generator=generator).to(t.dtype)
+        if t.dtype.is_complex:
+            return torch.randn(t.shape, generator=generator, dtype=t.dtype)
+        if t.numel() == 0:
+            return t.clone()
+        low, high = int(t.min()), int(t.max())
+        return torch.randint(low, high + 1, t.shape, generator=generator).to(t.dtype)
+
+    return pytree.tree_map(fresh, value)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if args.device and args.device.split(":")[0] == "cuda":
+        raise CliError(CUDA_NOT_SUPPORTED)
+    if args.device not in (None, "cpu"):
+        raise CliError(f"--device {args.device}: expected cpu or cuda")
+    if args.runs < 1:
+        raise CliError("--runs must be at least 1")
+    import copy
+    import shutil
+    import tempfile
+
+    import torch
+    import torch.utils._pytree as pytree
+
+    from aot import runtime
+    from aot.build import BuildError, Progress
+    from aot.export import compile_exported
+    from aot.frontend import FrontendError, run_frontend
+    from aot.lowering import UnsupportedOpError
+    from aot.lowering.graph_lowering import LoweringError
+    from aot.options import ExportOptions
+    from aot.testing import AOTCRunnerUtil
+
+    if args.runtime_library:
+        runtime.set_library_path(args.runtime_library)
+    options = ExportOptions(isa=args.isa, dtype=args.dtype)
+    work = Path(tempfile.mkdtemp(prefix="aotc-check-"))
+    try:
+        try:
+            exported = run_frontend(Path(args.model), options)
+            # Eager reference: a copy taken before compiling, so nothing the
+            # compiler does to the module can change it.
+            module, examples = copy.deepcopy(exported.module), exported.example_inputs
+            package = compile_exported(exported, work / "model.pt2", Progress(quiet=True))
+        except (FrontendError, UnsupportedOpError, LoweringError, BuildError) as e:
+            raise CliError(str(e)) from e
+        compiled = AOTCRunnerUtil.load(str(package), device="cpu")
+        print(
+            f"checking {args.model} on cpu (dtype {args.dtype or 'as is'}, isa {args.isa}, "
+            f"{args.runs} run(s) of random inputs, seed {args.seed})"
+        )
+        generator = torch.Generator().manual_seed(args.seed)
+        passed = True
+        for run in range(args.runs):
+            inputs = random_like(examples, generator)
+            with torch.no_grad():
+                expected = copy.deepcopy(module)(*copy.deepcopy(inputs))
+            actual = compiled(*inputs)
+            print(f"run {run + 1}/{args.runs}:")
+            passed = _check_table(actual, expected, args, pytree) and passed
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("PASS" if passed else "FAIL")
+    return 0 if passed else 1
+
+
+def _check_table(actual: Any, expected: Any, args: Any, pytree: Any) -> bool:
+    """Prints one row per output leaf; True when all are within tolerance."""
+    import torch
+
+    actual_leaves, actual_spec = pytree.tree_flatten(actual)
+    expected_leaves, expected_spec = pytree.tree_flatten_with_path(expected)
+    if actual_spec != expected_spec:
+        print(f"  FAIL: output structure {actual_spec} differs from eager's {expected_spec}")
+        return False
+    rows = [("output", "dtype", "shape", "max_abs_err", "max_rel_err", "atol", "rtol", "result")]
+    passed = True
+    for a, (path, e) in zip(actual_leaves, expected_leaves, strict=True):
+        where = "output" + pytree.keystr(path)
+        if not isinstance(e, torch.Tensor):
+            ok = a == e
+            rows.append(
+                (where, type(e).__name__, "-", "-", "-", "-", "-", "PASS" if ok else "FAIL")
+            )
+            passed = passed and ok
+            continue
+        dtype = str(e.dtype).removeprefix("torch.")
+        atol, rtol = TOLERANCES.get(dtype, (0.0, 0.0))
+        if e.dtype.is_floating_point:
+            atol = args.atol if args.atol is not None else atol
+            rtol = args.rtol if args.rtol is not None else rtol
+        result = compare(a, e, atol, rtol)
+        passed = passed and result.passed
+        verdict = "PASS" if result.passed else "FAIL"
+        if result.problem:
+            verdict += f" ({result.problem})"
+        elif not result.passed:
+            verdict += f" ({result.mismatched}/{e.numel()})"
+        shape = "[" + ", ".join(str(d) for d in e.shape) + "]"
+        rows.append(
+            (where, dtype, shape, f"{result.max_abs:.3g}", f"{result.max_rel:.3g}",
+             f"{atol:g}", f"{rtol:g}", verdict)
+        )  # fmt: skip
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return passed
+
+
+# --------------------------------------------------------------------------- #
 # main                                                                         #
 # --------------------------------------------------------------------------- #
 
@@ -382,6 +513,35 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"libaotc.so to use (default: ${RUNTIME_LIBRARY_ENV}, else the installed one)",
     )
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser(
+        "check", help="export and build a model file, compare it to eager on random inputs"
+    )
+    s.add_argument("model", metavar="MODEL.py", help="defines get_model() and get_example_inputs()")
+    s.add_argument(
+        "--dtype",
+        choices=[d for d in SUPPORTED_DTYPES if d],
+        help="cast the model and its floating-point inputs first (default: as is)",
+    )
+    s.add_argument(
+        "--isa", default=ExportOptions.isa, choices=SUPPORTED_ISAS, help="CPU ISA to build for"
+    )
+    s.add_argument("--runs", type=int, default=3, help="random input sets (default 3)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    s.add_argument(
+        "--atol", type=float, help="absolute tolerance, float outputs (default: per dtype)"
+    )
+    s.add_argument(
+        "--rtol", type=float, help="relative tolerance, float outputs (default: per dtype)"
+    )
+    s.add_argument("--device", help='"cpu" (default); "cuda" is not supported yet')
+    s.add_argument(
+        "--runtime-library",
+        metavar="SO",
+        default=os.environ.get(RUNTIME_LIBRARY_ENV) or None,
+        help=f"libaotc.so to use (default: ${RUNTIME_LIBRARY_ENV}, else the installed one)",
+    )
+    s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("verify", help="check a package's structure and checksums")
     s.add_argument("package", metavar="PKG")

@@ -140,8 +140,22 @@ def eager_samples(
     metadata recording both pytree structures (torch.utils._pytree
     treespec_dumps, for the harness to rebuild the model's output structure)."""
     flat_inputs, in_spec = pytree.tree_flatten(exported.example_inputs)
-    with torch.no_grad():
-        result = exported.module(*exported.example_inputs)
+    # The eager run must not change state: a forward that mutates a buffer
+    # (BUFFER_MUTATION, `self.count += 1`) or an input would otherwise leave the
+    # post-run values in the lowered constants (they share storage with the
+    # module's buffers, and are written to the package after this), in the
+    # stored sample inputs, and in the caller's module. Run on cloned inputs and
+    # put every buffer back afterwards.
+    saved = {name: b.clone() for name, b in exported.module.named_buffers()}
+    run_inputs = pytree.tree_map_only(torch.Tensor, torch.clone, exported.example_inputs)
+    try:
+        with torch.no_grad():
+            result = exported.module(*run_inputs)
+    finally:
+        with torch.no_grad():
+            for name, b in exported.module.named_buffers():
+                if name in saved:
+                    b.copy_(saved[name])
     flat_outputs, out_spec = pytree.tree_flatten(result)
     metadata = {"in_spec": _dump_spec(in_spec), "out_spec": _dump_spec(out_spec)}
     if exported.source_path is not None:

@@ -86,11 +86,14 @@ class EvalOps:
     def index_expr(self, expr: Any, dtype: torch.dtype) -> torch.Tensor:
         return self.index(expr).to(dtype)
 
-    def indirect_indexing(self, value: torch.Tensor, size: Any, name: str) -> sympy.Symbol:
+    def indirect_indexing(
+        self, value: torch.Tensor, size: Any, name: str, wrap: bool = True
+    ) -> sympy.Symbol:
         assert not value.dtype.is_floating_point, "indirect index of a float"
         n = int(self._eval(sympy.sympify(size)))
         v = value.to(torch.int64)
-        v = torch.where(v < 0, v + n, v)
+        if wrap:
+            v = torch.where(v < 0, v + n, v)
         bad = (v < 0) | (v >= n)
         if (mask := self._mask()) is not None:
             bad = bad & mask

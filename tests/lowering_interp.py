@@ -95,9 +95,12 @@ class Interpreter:
     def index_expr(self, expr: sympy.Expr, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(self.eval_index(expr)).to(dtype)
 
-    def indirect_indexing(self, value: torch.Tensor, size: sympy.Expr, name: str) -> sympy.Symbol:
+    def indirect_indexing(
+        self, value: torch.Tensor, size: sympy.Expr, name: str, wrap: bool = True
+    ) -> sympy.Symbol:
         v = value.to(torch.int64)
-        v = torch.where(v < 0, v + int(size), v)
+        if wrap:
+            v = torch.where(v < 0, v + int(size), v)
         self._in_bounds(v, int(size), f"indirect {name}")
         symbol = sympy.Symbol(f"ind{self.indirect}", integer=True, nonnegative=True)
         self.indirect += 1

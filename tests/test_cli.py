@@ -314,3 +314,87 @@ def test_no_command_and_bad_usage(capsys):
         main(["frobnicate"])
     assert e.value.code == 2
     assert "aotc: error:" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- #
+# check                                                                        #
+# --------------------------------------------------------------------------- #
+
+
+def test_check_example_passes_with_a_table(native_build, capsys):
+    assert main(["check", str(REPO_ROOT / "examples" / "mlp.py"), "--runs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "run 1/2:" in out and "run 2/2:" in out and out.rstrip().endswith("PASS")
+    header = next(line for line in out.splitlines() if "max_abs_err" in line)
+    assert header.split()[:5] == ["output", "dtype", "shape", "max_abs_err", "max_rel_err"]
+    rows = [line.split() for line in out.splitlines() if "float32" in line]
+    assert len(rows) == 2
+    assert all(r[:4] == ["output", "float32", "[8,", "16]"] and r[-1] == "PASS" for r in rows)
+
+
+def test_check_exit_1_on_a_mismatch(native_build, tmp_path, capsys):
+    # Zero tolerance: the compiled GEMM and LayerNorm sum in another order than
+    # eager, so float32 results differ in the last bits.
+    mlp = str(REPO_ROOT / "examples" / "mlp.py")
+    assert main(["check", mlp, "--runs", "1", "--atol", "0", "--rtol", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL (" in out and out.rstrip().endswith("FAIL")
+    # A model whose eager result really differs from what was compiled: it
+    # reads a Python counter that torch.export specialised when it traced.
+    model = tmp_path / "drifting.py"
+    model.write_text(
+        textwrap.dedent(
+            """
+            import torch
+
+            CALLS = [0]
+
+            class Drifting(torch.nn.Module):
+                def forward(self, x, pair):
+                    CALLS[0] += 1
+                    return {"y": x * CALLS[0], "n": (pair[0] + pair[1]).sum(dim=0)}
+
+            def get_model():
+                return Drifting().eval()
+
+            def get_example_inputs():
+                return (torch.randn(4), (torch.arange(6).reshape(2, 3), torch.ones(2, 3)))
+            """
+        )
+    )
+    assert main(["check", str(model), "--runs", "1", "--seed", "7"]) == 1
+    out = capsys.readouterr().out
+    table = {line.split()[0]: line for line in out.splitlines() if line.startswith("  output")}
+    assert "FAIL" in table["output['y']"] and "float32" in table["output['y']"]
+    assert "PASS" in table["output['n']"] and "[3]" in table["output['n']"]
+
+
+def test_check_errors_exit_2(native_build, tmp_path, capsys):
+    assert main(["check", str(tmp_path / "missing.py")]) == 2
+    assert "missing.py does not exist" in capsys.readouterr().err
+    mlp = str(REPO_ROOT / "examples" / "mlp.py")
+    assert main(["check", mlp, "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == (
+        "aotc: error: --device cuda is not supported yet (the GPU backend is a later milestone)\n"
+    )
+    assert main(["check", mlp, "--device", "tpu"]) == 2
+    assert main(["check", mlp, "--runs", "0"]) == 2
+
+
+def test_check_random_inputs_follow_the_examples():
+    import torch
+
+    from aot.cli import random_like
+
+    ints = torch.tensor([[3, 9], [5, 4]])
+    example = {
+        "f": torch.zeros(5, dtype=torch.bfloat16),
+        "i": ints,
+        "b": torch.zeros(3, dtype=bool),
+    }
+    fresh = random_like((example, 7, None), torch.Generator().manual_seed(0))
+    assert fresh[1:] == (7, None)
+    assert fresh[0]["f"].dtype == torch.bfloat16 and bool(fresh[0]["f"].ne(0).any())
+    assert fresh[0]["i"].shape == (2, 2) and fresh[0]["i"].dtype == torch.int64
+    assert int(fresh[0]["i"].min()) >= 3 and int(fresh[0]["i"].max()) <= 9
+    assert fresh[0]["b"].dtype == torch.bool

@@ -64,6 +64,9 @@ def test_index_printer() -> None:
     assert p(FloorDiv(i0, 4)) == "(i0 / 4)"
     assert p(ModularIndexing(i0, 4, 8)) == "((i0 / 4) % 8)"
     assert p(ModularIndexing(i0 + i1, 1, S0)) == "((i0 + i1) % s0)"
+    # The quotient simplifies to an Add (i0 + i1 // 64): `%` must wrap all of it
+    # (HF models with a dynamic sequence length read token ids at i0 % s0).
+    assert p(ModularIndexing(i1 + 64 * i0, 64, S0)) == "((i0 + (i1 / 64)) % s0)"
     assert p(FloorDiv(i0 * S0 + i1, S1)) == "((i1 + i0 * s0) / s1)"
     assert p(i0 - 2 * i1 - 1) == "i0 - i1 * 2 - 1"
     assert p(sympy.Max(i1, 2) * i0) == "i0 * std::max<int64_t>(2, i1)"

@@ -968,6 +968,7 @@ def test_registers_ops() -> None:
         aten.max_pool2d_with_indices.default,
         aten.avg_pool2d.default,
         aten._adaptive_avg_pool2d.default,
+        aten.adaptive_max_pool2d.default,
         aten.scaled_dot_product_attention.default,
         aten._scaled_dot_product_flash_attention_for_cpu.default,
     ):

@@ -265,15 +265,16 @@ def test_cat_matches_eager(registry: LoweringRegistry) -> None:
 
 def test_embedding(registry: LoweringRegistry) -> None:
     w = torch.randn(10, 4)
-    idx = torch.tensor([[1, 9, 0], [3, 3, -1]])
+    idx = torch.tensor([[1, 9, 0], [3, 3, 8]])
     wb, ib = buffer("w", w), buffer("idx", idx)
     out = lower(registry, aten.embedding.default, wb, ib)
     assert body(out) == "load(w, i2 + 4*ind0)"  # ind0: the indirect (checked) index
     got = evaluate(out, {"w": w.reshape(-1), "idx": idx.reshape(-1)})
-    torch.testing.assert_close(got, w[idx])
-    bad = torch.tensor([[1, 10, 0], [0, 0, 0]])
-    with pytest.raises(IndexError, match="embedding: index"):
-        evaluate(out, {"w": w.reshape(-1), "idx": bad.reshape(-1)})
+    torch.testing.assert_close(got, torch.nn.functional.embedding(idx, w))
+    # Too large, and negative: eager's embedding does not wrap negative ids.
+    for bad in (torch.tensor([[1, 10, 0], [0, 0, 0]]), torch.tensor([[1, 2, 0], [0, -1, 0]])):
+        with pytest.raises(IndexError, match="embedding: index"):
+            evaluate(out, {"w": w.reshape(-1), "idx": bad.reshape(-1)})
 
 
 INDEX_CASES = [
@@ -305,16 +306,21 @@ def test_index_tensor(registry: LoweringRegistry, case: tuple) -> None:
 
 def test_index_select_and_gather(registry: LoweringRegistry) -> None:
     x = torch.randn(3, 4, 5)
-    i = torch.tensor([3, 0, 3, -2])
+    i = torch.tensor([3, 0, 3, 2])
     g = torch.randint(0, 4, (3, 2, 5))
     bufs = {"x": x.reshape(-1), "i": i, "g": g.reshape(-1)}
     xb = buffer("x", x)
     sel = lower(registry, aten.index_select.default, xb, 1, buffer("i", i))
-    torch.testing.assert_close(evaluate(sel, bufs), x.index_select(1, i % 4), rtol=0, atol=0)
+    torch.testing.assert_close(evaluate(sel, bufs), x.index_select(1, i), rtol=0, atol=0)
+    # Negative indices are out of range for index_select and gather, as in eager.
+    with pytest.raises(IndexError, match="index_select: index"):
+        evaluate(sel, {**bufs, "i": torch.tensor([3, 0, -2, 2])})
     gat = lower(registry, aten.gather.default, xb, -2, buffer("g", g))
     torch.testing.assert_close(evaluate(gat, bufs), x.gather(1, g), rtol=0, atol=0)
     with pytest.raises(IndexError, match="gather: index"):
         evaluate(gat, {**bufs, "g": (g + 4).reshape(-1)})
+    with pytest.raises(IndexError, match="gather: index"):
+        evaluate(gat, {**bufs, "g": (g - 4).reshape(-1)})
 
 
 @pytest.mark.parametrize("count", [2, 12], ids=["unrolled", "reduction"])

@@ -39,9 +39,13 @@ class OpsHandler(Protocol[V]):
         """An index expression as a value (e.g. arange), cast to |dtype|."""
         ...
 
-    def indirect_indexing(self, value: V, size: sympy.Expr, name: str) -> sympy.Symbol:
+    def indirect_indexing(
+        self, value: V, size: sympy.Expr, name: str, wrap: bool = True
+    ) -> sympy.Symbol:
         """Turns an integer value into an index symbol usable in load() indices.
-        Negative values wrap once (like torch); out of [0, size) is a run-time
+        Negative values wrap once (like torch's advanced indexing) when |wrap|;
+        with wrap=False a negative value is out of range (embedding, gather and
+        index_select refuse them in eager). Out of [0, size) is a run-time
         error naming |name| (a kernel's debug handle and input), never a read
         out of bounds."""
         ...
@@ -144,7 +148,9 @@ class PrintHandler(Generic[V]):
     def index_expr(self, expr: sympy.Expr, dtype: torch.dtype) -> str:
         return f"index_expr({expr}, {str(dtype).removeprefix('torch.')})"
 
-    def indirect_indexing(self, value: str, size: sympy.Expr, name: str) -> sympy.Symbol:
+    def indirect_indexing(
+        self, value: str, size: sympy.Expr, name: str, wrap: bool = True
+    ) -> sympy.Symbol:
         symbol = sympy.Symbol(f"ind{self._indirect}", integer=True, nonnegative=True)
         self._indirect += 1
         return symbol

@@ -42,6 +42,7 @@ def register(registry: LoweringRegistry) -> None:
     registry.register(aten.max_pool2d_with_indices.default)(lower_max_pool2d_with_indices)
     registry.register(aten.avg_pool2d.default)(lower_avg_pool2d)
     registry.register(aten._adaptive_avg_pool2d.default)(lower_adaptive_avg_pool2d)
+    registry.register(aten.adaptive_max_pool2d.default)(lower_adaptive_max_pool2d)
     registry.register(aten.scaled_dot_product_attention.default)(lower_sdpa)
     registry.register(aten._scaled_dot_product_flash_attention_for_cpu.default)(
         lower_sdpa_flash_for_cpu
@@ -385,6 +386,21 @@ def lower_adaptive_avg_pool2d(
     sizes = [*lead, *(sympy.Integer(s) for s in out_hw)]
     (out,) = ctx.extern(op, [rx], [(sizes, rx.dtype)], {"output_size": out_hw})
     return out
+
+
+def lower_adaptive_max_pool2d(
+    ctx: LoweringContext, x: TensorValue, output_size: Sequence[int]
+) -> tuple[Buffer, Buffer]:
+    # Not decomposed by torch.export; adaptive_avg_pool2d's windows with a max
+    # (values, indices) as max_pool2d. Dead indices are skipped (nullptr).
+    op = "adaptive_max_pool2d"
+    rx, lead = _pool_input(op, ctx, x)
+    out_hw = _pair(output_size, "output_size", op)
+    sizes = [*lead, *(sympy.Integer(s) for s in out_hw)]
+    values, indices = ctx.extern(
+        op, [rx], [(sizes, rx.dtype), (sizes, torch.int64)], {"output_size": out_hw}
+    )
+    return values, indices
 
 
 # -- attention --------------------------------------------------------------------

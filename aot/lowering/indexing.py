@@ -3,9 +3,11 @@ index_select, gather), small scatters (index_put, slice_scatter,
 select_scatter) and the copies that need masked loads (cat, constant_pad_nd).
 
 [Note: indirect indexing] An index read from a tensor becomes a load index
-through ops.indirect_indexing(value, size, name): negative values wrap once
-as in torch, and a value outside [0, size) is a run-time error whose message
-includes |name| (e.g. "embedding: index"), never an out-of-bounds read.
+through ops.indirect_indexing(value, size, name, wrap): negative values wrap
+once as in torch's advanced indexing (aten.index), but not for embedding,
+gather and index_select (wrap=False: eager refuses negatives there), and
+a value outside [0, size) is a run-time error whose message includes |name|
+(e.g. "embedding: index"), never an out-of-bounds read.
 
 index_put is a scatter. Small ones are lowered as gathers, which fuse:
 with at most MAX_UNROLLED_INDICES index positions (a KV-cache update in
@@ -78,7 +80,8 @@ def embedding(weight: TensorValue, indices: TensorValue) -> Pointwise:
     load_w, load_i = weight.make_loader(), indices.make_loader()
 
     def inner(ops: Any, index: Index) -> Any:
-        row = ops.indirect_indexing(load_i(ops, index[:-1]), rows, "embedding: index")
+        # No negative wrap: eager's embedding refuses negative ids.
+        row = ops.indirect_indexing(load_i(ops, index[:-1]), rows, "embedding: index", wrap=False)
         return load_w(ops, [row, index[-1]])
 
     return Pointwise(list(indices.get_size()) + [width], weight.dtype, inner)
@@ -96,7 +99,7 @@ def index_select(value: TensorValue, dim: int, index: TensorValue) -> Pointwise:
 
     def inner(ops: Any, idx: Index) -> Any:
         at = [idx[dim]] if index.get_size() else []
-        pos = ops.indirect_indexing(load_i(ops, at), limit, "index_select: index")
+        pos = ops.indirect_indexing(load_i(ops, at), limit, "index_select: index", wrap=False)
         src = list(idx)
         if shape:
             src[dim] = pos
@@ -116,7 +119,7 @@ def gather(value: TensorValue, dim: int, index: TensorValue) -> Pointwise:
     limit = shape[dim] if shape else sympy.Integer(1)
 
     def inner(ops: Any, idx: Index) -> Any:
-        pos = ops.indirect_indexing(load_i(ops, idx), limit, "gather: index")
+        pos = ops.indirect_indexing(load_i(ops, idx), limit, "gather: index", wrap=False)
         src = list(idx)
         if shape:
             src[dim] = pos

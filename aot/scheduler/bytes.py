@@ -61,7 +61,9 @@ class LoadRecorder:
     def index_expr(self, expr: sympy.Expr, dtype: torch.dtype) -> Token:
         return _TOKEN
 
-    def indirect_indexing(self, value: Token, size: sympy.Expr, name: str) -> sympy.Symbol:
+    def indirect_indexing(
+        self, value: Token, size: sympy.Expr, name: str, wrap: bool = True
+    ) -> sympy.Symbol:
         symbol = sympy.Symbol(f"indirect{self._indirect}", integer=True, nonnegative=True)
         self._indirect += 1
         return symbol

@@ -15,14 +15,15 @@ caller's |size_expr| and calls the templated kernel, returning its code.
   size-1 H dim added), optional 1-D bias; params stride, padding, dilation,
   transposed, groups (2-D lists); the output is [N, Cout, Ho, Wo], or
   [N, Cout, Wo] when params["spatial_dims"] == 1.
-- max_pool2d, avg_pool2d, adaptive_avg_pool2d: input x as a 4-D view (an
+- max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d: input x as a 4-D view (an
   unbatched input has a size-1 N dim added); the output's last two dims are
-  (Ho, Wo). max_pool2d has outputs (values, indices).
+  (Ho, Wo). max_pool2d and adaptive_max_pool2d have outputs (values,
+  indices).
 - sdpa: q, k, v as 4-D views [B, H, L, E] (k and v broadcast over q's batch
   dims with stride 0), optional mask as a 4-D view broadcast to
   [B, H, L, S]; params scale (None: 1/sqrt(E)), is_causal, has_mask; outputs
   (out) or (out, logsumexp).
-Optional outputs (max_pool2d's indices, sdpa's logsumexp) that are missing
+Optional outputs (max pooling's indices, sdpa's logsumexp) that are missing
 from |buffer_ids| are dead: the kernel gets nullptr and skips them.
 """
 
@@ -286,6 +287,21 @@ def _emit_adaptive_avg_pool2d(ops: Operands) -> list[str]:
     ]
 
 
+def _emit_adaptive_max_pool2d(ops: Operands) -> list[str]:
+    n, c, h, w = ops.sizes(ops.input(0))
+    h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
+    has_indices = len(ops.node.outputs) > 1
+    indices = ops.out_ptr(1, "int64_t", optional=True) if has_indices else "nullptr"
+    return [
+        ops.tensor4("x", ops.input(0)),
+        f"T* out = {ops.out_ptr(0)};",
+        f"int64_t* indices = {indices};",
+        "// n, c, h, w, h_out, w_out",
+        f"return kn::adaptive_max_pool2d<T>(ctx, {n}, {c}, {h}, {w}, {h_out}, {w_out}, x, out,"
+        " indices);",
+    ]
+
+
 def _emit_sdpa(ops: Operands) -> list[str]:
     node, params = ops.node, ops.params
     q, k, v = ops.input(0), ops.input(1), ops.input(2)
@@ -333,6 +349,7 @@ _EMITTERS: dict[str, Callable[[Operands], list[str]]] = {
     "max_pool2d": _emit_max_pool2d,
     "avg_pool2d": _emit_avg_pool2d,
     "adaptive_avg_pool2d": _emit_adaptive_avg_pool2d,
+    "adaptive_max_pool2d": _emit_adaptive_max_pool2d,
     "sdpa": _emit_sdpa,
 }
 

@@ -186,10 +186,10 @@ class CppIndexPrinter:
             return f"({self._operand(base)} / {self._operand(divisor)})"
         if isinstance(e, ModularIndexing):
             base, divisor, modulus = e.args
-            quotient = self._operand(base) if divisor == 1 else FloorDiv(base, divisor)
-            if not isinstance(quotient, str):
-                quotient = self(quotient)
-            return f"({quotient} % {self._operand(modulus)})"
+            # FloorDiv may simplify to an Add ((i1 + 64*i0) // 64 == i0 + i1 // 64):
+            # _operand parenthesises it, or `%` would bind to its last term only.
+            quotient = base if divisor == 1 else FloorDiv(base, divisor)
+            return f"({self._operand(quotient)} % {self._operand(modulus)})"
         if isinstance(e, sympy.Max | sympy.Min):
             fn = "std::max" if isinstance(e, sympy.Max) else "std::min"
             args = [self(a) for a in e.args]
@@ -433,12 +433,15 @@ class CppOpsHandler:
         value = self._emit(self.index(expr), torch.int64)  # index arithmetic is int64
         return self._as(value, dtype)
 
-    def indirect_indexing(self, value: CppValue, size: sympy.Expr, name: str) -> sympy.Symbol:
+    def indirect_indexing(
+        self, value: CppValue, size: sympy.Expr, name: str, wrap: bool = True
+    ) -> sympy.Symbol:
         error = self.index_errors.get(name)
         if error is None:
             error = self.index_errors[name] = f"index_error{len(self.index_errors)}"
         value = self._as(value, torch.int64)
-        expr = f"aotc_rt::checked_index({value.expr}, {self.index(size)}, {error})"
+        no_wrap = "" if wrap else ", false"  # negatives are out of range
+        expr = f"aotc_rt::checked_index({value.expr}, {self.index(size)}, {error}{no_wrap})"
         found = self.writer.lookup(expr)
         if found is None:
             found = CppValue(self.writer.new_name("idx"), torch.int64)

@@ -71,10 +71,12 @@ struct IndexError {
   }
 };
 
-// Wraps a negative index once (like torch) and checks bounds; on a bad index
-// records it and returns 0 so the loop reads in bounds and finishes.
-inline int64_t checked_index(int64_t index, int64_t size, IndexError& error) {
-  int64_t wrapped = index < 0 ? index + size : index;
+// Wraps a negative index once (like torch's advanced indexing; wrap=false for
+// embedding, gather and index_select, which refuse negatives in eager) and
+// checks bounds; on a bad index records it and returns 0 so the loop reads in
+// bounds and finishes.
+inline int64_t checked_index(int64_t index, int64_t size, IndexError& error, bool wrap = true) {
+  int64_t wrapped = (wrap && index < 0) ? index + size : index;
   if (wrapped < 0 || wrapped >= size) {
     error.record(index, size);
     return 0;
