@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
+from . import structure
 from .build import BuildError, Progress, build_library, source_tree, write_source_tree
 from .frontend import ExportedModel, capture_module, run_frontend
 from .ir.graph import LoweredGraph
@@ -158,6 +159,15 @@ def eager_samples(
                     b.copy_(saved[name])
     flat_outputs, out_spec = pytree.tree_flatten(result)
     metadata = {"in_spec": _dump_spec(in_spec), "out_spec": _dump_spec(out_spec)}
+    # torch cannot serialise every output container (torch.return_types):
+    # record aotc's own description too, for the harness to rebuild.
+    metadata["inputs"] = structure.input_record(
+        tuple(exported.example_inputs),
+        structure.positional_names(exported.module, len(exported.example_inputs)),
+    )
+    out_structure = structure.describe(result)
+    if out_structure is not None:
+        metadata["out_structure"] = out_structure
     if exported.source_path is not None:
         metadata["source"] = Path(exported.source_path).name
     inputs = [t for t in flat_inputs if isinstance(t, torch.Tensor)]

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 import torch.utils._pytree as pytree
 
+from . import structure
 from .options import ExportOptions
 
 # (atol, rtol) used by check_model when none are given; other dtypes use
@@ -142,31 +143,6 @@ def _bind_dynamic_shapes(
     return tuple(by_name.get(n) for n in names)
 
 
-def _json_leaf(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"float": repr(value)}
-    return value
-
-
-def _from_json_leaf(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"float"}:
-        return float(value["float"])
-    return value
-
-
-def _input_record(inputs: tuple[Any, ...], names: list[str]) -> dict[str, Any]:
-    """What load() needs beyond in_spec: parameter names and constant leaves."""
-    leaves = pytree.tree_leaves(inputs)
-    constants = {}
-    for i, leaf in enumerate(leaves):
-        if isinstance(leaf, torch.Tensor):
-            continue
-        if leaf is not None and not isinstance(leaf, bool | int | float | str):
-            raise TypeError(f"input leaf {i} of type {type(leaf).__name__} cannot be compiled")
-        constants[str(i)] = _json_leaf(leaf)
-    return {"parameters": names, "constants": constants}
-
-
 class _InputBinder:
     """Maps a call's (args, kwargs) to the package's tensor inputs."""
 
@@ -176,7 +152,9 @@ class _InputBinder:
         self.names: list[str] = list(record.get("parameters") or [])
         self.constants: dict[int, Any] | None = None
         if "constants" in record:
-            self.constants = {int(k): _from_json_leaf(v) for k, v in record["constants"].items()}
+            self.constants = {
+                int(k): structure.from_json_leaf(v) for k, v in record["constants"].items()
+            }
 
     def _name(self, i: int) -> str:
         return self.names[i] if i < len(self.names) else f"args[{i}]"
@@ -326,7 +304,7 @@ class AOTCRunnerUtil:
 
         inputs, names = bind_inputs(model, example_inputs, example_kwargs)
         dynamic_shapes = _bind_dynamic_shapes(model, example_inputs, example_kwargs, dynamic_shapes)
-        record = _input_record(inputs, names)
+        record = structure.input_record(inputs, names)
         directory = Path(tempfile.mkdtemp(prefix="aotc-test-"))
         try:
             path = compile_module(
@@ -356,11 +334,15 @@ class AOTCRunnerUtil:
         out_spec = _load_spec(meta.get("out_spec"))
         binder = _InputBinder(_load_spec(meta.get("in_spec")), _read_input_record(path, meta))
 
+        out_structure = meta.get("out_structure")
+
         def call(*args: Any, **kwargs: Any) -> Any:
             outputs = loaded(*binder.tensors(args, kwargs))
-            if out_spec is None or out_spec.num_leaves != len(outputs):
-                return outputs[0] if len(outputs) == 1 else outputs
-            return pytree.tree_unflatten(list(outputs), out_spec)
+            if out_spec is not None and out_spec.num_leaves == len(outputs):
+                return pytree.tree_unflatten(list(outputs), out_spec)
+            if isinstance(out_structure, dict):  # containers torch cannot serialise
+                return structure.rebuild(out_structure, list(outputs))
+            return outputs[0] if len(outputs) == 1 else outputs
 
         call.model = loaded  # type: ignore[attr-defined]  # keeps the runtime handle reachable
         return call
