@@ -560,58 +560,61 @@ int32_t avg_pool2d(const KernelContext& ctx, const PoolShape& p, bool count_incl
   return AOTC_ABI_OK;
 }
 
-// Adaptive average pooling: output (oh, ow) averages rows
-// [floor(oh*h/h_out), ceil((oh+1)*h/h_out)) and the same for columns, as
-// eager (sum row-major in float32, then / kh / kw).
-template <typename T>
-int32_t adaptive_avg_pool2d(const KernelContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w,
-                            int64_t h_out, int64_t w_out, Tensor4<T> x, T* out) {
-  if (n <= 0 || c <= 0 || h_out <= 0 || w_out <= 0) return AOTC_ABI_OK;
+namespace detail {
+// The windows of adaptive pooling, as eager: output (oh, ow) covers rows
+// [floor(oh*h/h_out), ceil((oh+1)*h/h_out)) and the same for columns. Calls
+// window(out_index, plane, ih0, ih1, iw0, iw1) for every output element, in
+// parallel over (n, c, oh) rows.
+template <typename T, typename Window>
+void for_each_adaptive_window(const KernelContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w,
+                              int64_t h_out, int64_t w_out, const Tensor4<T>& x, Window&& window) {
+  if (n <= 0 || c <= 0 || h_out <= 0 || w_out <= 0) return;
   const int64_t units = n * c * h_out;
   const int64_t work = w * ((h + h_out - 1) / h_out + 1);
-  parallel_for(ctx, 0, units, detail::grain_for(work), [&](int64_t begin, int64_t end) {
+  parallel_for(ctx, 0, units, grain_for(work), [&](int64_t begin, int64_t end) {
     for (int64_t unit = begin; unit < end; ++unit) {
       const int64_t oh = unit % h_out;
       const int64_t plane_index = unit / h_out;
       const T* plane = x.data + (plane_index / c) * x.s[0] + (plane_index % c) * x.s[1];
       const int64_t ih0 = (oh * h) / h_out;
       const int64_t ih1 = ((oh + 1) * h + h_out - 1) / h_out;
-      T* orow = out + unit * w_out;
       for (int64_t ow = 0; ow < w_out; ++ow) {
         const int64_t iw0 = (ow * w) / w_out;
         const int64_t iw1 = ((ow + 1) * w + w_out - 1) / w_out;
+        window(unit * w_out + ow, plane, ih0, ih1, iw0, iw1);
+      }
+    }
+  });
+}
+}  // namespace detail
+
+// Adaptive average pooling: each window's mean, as eager (sum row-major in
+// float32, then / kh / kw).
+template <typename T>
+int32_t adaptive_avg_pool2d(const KernelContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w,
+                            int64_t h_out, int64_t w_out, Tensor4<T> x, T* out) {
+  detail::for_each_adaptive_window(
+      ctx, n, c, h, w, h_out, w_out, x,
+      [&](int64_t o, const T* plane, int64_t ih0, int64_t ih1, int64_t iw0, int64_t iw1) {
         float sum = 0.0f;
         for (int64_t ih = ih0; ih < ih1; ++ih) {
           const T* xrow = plane + ih * x.s[2];
           for (int64_t iw = iw0; iw < iw1; ++iw) sum += to_f32(xrow[iw * x.s[3]]);
         }
-        orow[ow] = from_f32<T>(sum / static_cast<float>(ih1 - ih0) / static_cast<float>(iw1 - iw0));
-      }
-    }
-  });
+        out[o] = from_f32<T>(sum / static_cast<float>(ih1 - ih0) / static_cast<float>(iw1 - iw0));
+      });
   return AOTC_ABI_OK;
 }
 
-// Adaptive max pooling over the same windows as adaptive_avg_pool2d, as
-// eager's CPU kernel: the first maximum wins, a NaN always replaces the
-// running value (so NaN propagates); indices are ih * w + iw within the plane.
+// Adaptive max pooling over the same windows, as eager's CPU kernel: the
+// first maximum wins, a NaN always replaces the running value (so NaN
+// propagates); indices are ih * w + iw within the plane.
 template <typename T>
 int32_t adaptive_max_pool2d(const KernelContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w,
-                            int64_t h_out, int64_t w_out, Tensor4<T> x, T* out,
-                            int64_t* indices) {
-  if (n <= 0 || c <= 0 || h_out <= 0 || w_out <= 0) return AOTC_ABI_OK;
-  const int64_t units = n * c * h_out;
-  const int64_t work = w * ((h + h_out - 1) / h_out + 1);
-  parallel_for(ctx, 0, units, detail::grain_for(work), [&](int64_t begin, int64_t end) {
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t oh = unit % h_out;
-      const int64_t plane_index = unit / h_out;
-      const T* plane = x.data + (plane_index / c) * x.s[0] + (plane_index % c) * x.s[1];
-      const int64_t ih0 = (oh * h) / h_out;
-      const int64_t ih1 = ((oh + 1) * h + h_out - 1) / h_out;
-      for (int64_t ow = 0; ow < w_out; ++ow) {
-        const int64_t iw0 = (ow * w) / w_out;
-        const int64_t iw1 = ((ow + 1) * w + w_out - 1) / w_out;
+                            int64_t h_out, int64_t w_out, Tensor4<T> x, T* out, int64_t* indices) {
+  detail::for_each_adaptive_window(
+      ctx, n, c, h, w, h_out, w_out, x,
+      [&](int64_t o, const T* plane, int64_t ih0, int64_t ih1, int64_t iw0, int64_t iw1) {
         float best = -std::numeric_limits<float>::infinity();
         int64_t where = ih0 * w + iw0;
         for (int64_t ih = ih0; ih < ih1; ++ih) {
@@ -624,11 +627,9 @@ int32_t adaptive_max_pool2d(const KernelContext& ctx, int64_t n, int64_t c, int6
             }
           }
         }
-        out[unit * w_out + ow] = from_f32<T>(best);
-        if (indices) indices[unit * w_out + ow] = where;
-      }
-    }
-  });
+        out[o] = from_f32<T>(best);
+        if (indices) indices[o] = where;
+      });
   return AOTC_ABI_OK;
 }
 
