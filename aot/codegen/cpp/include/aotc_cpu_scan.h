@@ -122,9 +122,11 @@ inline A log_add_exp(A x, A y) {
   return x;
 }
 
-// Accumulating scans: state is the accumulator; out = acc rounded to T.
-template <typename T>
-struct SumOp {
+// Accumulating scans: state is the accumulator; out = acc rounded to T. The
+// element at i == 0 starts the accumulator (Combine::first), later ones are
+// folded in with Combine::next(acc, v).
+template <typename T, typename Combine>
+struct AccumulateOp {
   using Acc = typename AccOf<T>::type;
   static constexpr bool kIndices = false;
   struct State {
@@ -132,41 +134,52 @@ struct SumOp {
   };
   static void step(State& s, T x, int64_t i) {
     const Acc v = cast<Acc>(x);
-    s.acc = i == 0 ? v : add(s.acc, v);
+    s.acc = i == 0 ? Combine::first(v) : Combine::next(s.acc, v);
   }
   static T value(const State& s) { return cast<T>(s.acc); }
   static int64_t index(const State&) { return 0; }
 };
 
-template <typename T>
-struct ProdOp {
-  using Acc = typename AccOf<T>::type;
-  static constexpr bool kIndices = false;
-  struct State {
-    Acc acc;
-  };
-  static void step(State& s, T x, int64_t i) {
-    const Acc v = cast<Acc>(x);
-    s.acc = i == 0 ? v : mul(s.acc, v);
+struct SumCombine {
+  template <typename A>
+  static A first(A v) {
+    return v;
   }
-  static T value(const State& s) { return cast<T>(s.acc); }
-  static int64_t index(const State&) { return 0; }
+  template <typename A>
+  static A next(A acc, A v) {
+    return add(acc, v);
+  }
+};
+
+struct ProdCombine {
+  template <typename A>
+  static A first(A v) {
+    return v;
+  }
+  template <typename A>
+  static A next(A acc, A v) {
+    return mul(acc, v);
+  }
+};
+
+// log_add_exp(v, -inf) for the first element keeps eager's NaN handling.
+struct LogAddExpCombine {
+  template <typename A>
+  static A first(A v) {
+    return log_add_exp(v, -std::numeric_limits<A>::infinity());
+  }
+  template <typename A>
+  static A next(A acc, A v) {
+    return log_add_exp(v, acc);
+  }
 };
 
 template <typename T>
-struct LogCumSumExpOp {
-  using Acc = typename AccOf<T>::type;
-  static constexpr bool kIndices = false;
-  struct State {
-    Acc acc;
-  };
-  static void step(State& s, T x, int64_t i) {
-    const Acc prev = i == 0 ? -std::numeric_limits<Acc>::infinity() : s.acc;
-    s.acc = log_add_exp(cast<Acc>(x), prev);
-  }
-  static T value(const State& s) { return cast<T>(s.acc); }
-  static int64_t index(const State&) { return 0; }
-};
+using SumOp = AccumulateOp<T, SumCombine>;
+template <typename T>
+using ProdOp = AccumulateOp<T, ProdCombine>;
+template <typename T>
+using LogCumSumExpOp = AccumulateOp<T, LogAddExpCombine>;
 
 // cummax (kMax) / cummin: eager's `isnan(x) || (!isnan(out) && x >= out)`.
 template <typename T, bool kMax>
