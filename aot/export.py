@@ -59,7 +59,8 @@ def compile_module(
 
 def compile_exported(exported: ExportedModel, output: Path, progress: Progress) -> Path:
     """The stages after the frontend: lower, schedule, codegen, build, package."""
-    from .codegen.wrapper.cpp_wrapper import generate_code
+    from .codegen.wrapper.cpp_wrapper import debug_handles, generate_code
+    from .provenance import error_locations, provenance_files, trace_kernels
     from .scheduler import schedule
 
     options = exported.options
@@ -69,10 +70,16 @@ def compile_exported(exported: ExportedModel, output: Path, progress: Progress) 
     # Scheduling: fusion into kernels, bytes moved, the workspace plan.
     with progress.stage("schedule"):
         plan = schedule(graph)
+    # Provenance: each kernel call's graph nodes and model.py lines.
+    traces = None
+    if options.provenance:
+        with progress.stage("provenance"):
+            traces = trace_kernels(exported, plan, debug_handles(plan))
     # Codegen: C++ loop kernels, extern calls and the wrapper (model.cc).
     with progress.stage("codegen"):
-        sources = generate_code(plan, options.isa)
+        sources = generate_code(plan, options.isa, error_locations(traces) if traces else None)
         tree = source_tree(sources, options.isa)
+        extra = provenance_files(exported, traces, sources) if traces is not None else {}
     work, keep = Path(tempfile.mkdtemp(prefix="aotc-build-")), False
     try:
         # Build: CMake + Ninja -> model.so.
@@ -98,6 +105,7 @@ def compile_exported(exported: ExportedModel, output: Path, progress: Progress) 
             sample_inputs=inputs,
             sample_outputs=outputs,
             metadata=metadata,
+            files=extra,
         )
     progress.done()
     return output
@@ -192,10 +200,12 @@ def write_package(
     sample_inputs: Sequence[torch.Tensor] = (),
     sample_outputs: Sequence[torch.Tensor] = (),
     metadata: Mapping[str, Any] | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Writes the package |output|: |library| (model.so) for |graph|, its
     constants, the samples (kept only when they match the graph's inputs and
-    outputs), and the source |tree| under src/."""
+    outputs), the source |tree| under src/ and the model folder's other
+    |files| (provenance)."""
     import packager
 
     inputs = [_spec(n, b) for n, b in zip(graph.input_names, graph.inputs, strict=True)]
@@ -216,7 +226,7 @@ def write_package(
             constants=[_constant(c) for c in graph.constants],
             samples_inputs=[_sample(t) for t in sample_inputs] if samples_ok else [],
             samples_outputs=[_sample(t) for t in sample_outputs] if samples_ok else [],
-            files={f"src/{name}": data for name, data in tree.items()},
+            files={**{f"src/{name}": data for name, data in tree.items()}, **(files or {})},
             producer={"torch": torch.__version__},
             metadata=meta,
         )

@@ -18,7 +18,7 @@ from .decompositions import AOTC_LOWERED_OPS, aotc_decomposition_table
 from .errors import FrontendError
 from .exported import ExportedModel
 from .loader import load_model_file, sanitize_name
-from .locations import describe_node, node_location
+from .locations import describe_node, module_source_file, node_location
 
 __all__ = [
     "AOTC_LOWERED_OPS",
@@ -65,6 +65,6 @@ def capture_module(
         tuple(example_inputs) if isinstance(example_inputs, list) else example_inputs,
         options,
         name=sanitize_name(name),
-        source_path=None,
+        source_path=module_source_file(module),
         dynamic_shapes=dynamic_shapes,
     )

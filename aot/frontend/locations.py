@@ -18,6 +18,7 @@ some export bookkeeping) report "(no stack trace)".
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import os
 import re
@@ -93,6 +94,19 @@ def user_frame(frames: list[Frame], source_path: Path | str | None) -> Frame | N
     return frames[-1] if frames else None
 
 
+def module_source_file(module: torch.nn.Module) -> Path | None:
+    """The file that defines |module|'s class: the "model file" of a module
+    compiled from memory, for its locations and provenance. None for torch's
+    own modules and for classes without a file (defined in exec'd code)."""
+    try:
+        path = inspect.getsourcefile(type(module))
+    except (TypeError, OSError):
+        return None
+    if path is None or not os.path.isfile(path) or _realpath(path).startswith(_torch_dir()):
+        return None
+    return Path(path)
+
+
 def format_frame(frame: Frame, source_path: Path | str | None = None) -> str:
     """Formats |frame| as "model.py:23 (x = self.fc(x))": the bare file name
     for a frame in the model file (or in any user file when there is no model
@@ -153,18 +167,24 @@ def _describe_arg(arg: Any) -> str:
     return text if len(text) <= _MAX_ARG_CHARS else text[: _MAX_ARG_CHARS - 3] + "..."
 
 
-def describe_node(node: torch.fx.Node) -> str:
-    """One line for error messages: "node 'addmm_1' = aten.addmm.default(
+def node_text(node: torch.fx.Node) -> str:
+    """One line per node, as graph text: "addmm_1 = aten.addmm.default(
     p_fc2_bias, getitem, permute_1) -> float32[8, 16]", that is name, op,
     arguments by node name, and the value's dtype and shape when known."""
     if node.op == "placeholder":
-        head = f"node '{node.name}' = placeholder"
+        head = f"{node.name} = placeholder"
     elif node.op == "get_attr":
-        head = f"node '{node.name}' = attribute {node.target!r}"
+        head = f"{node.name} = attribute {node.target!r}"
     else:
         args = [_describe_arg(a) for a in node.args]
         args += [f"{k}={_describe_arg(v)}" for k, v in node.kwargs.items()]
         name = "output" if node.op == "output" else target_name(node.target)
-        head = f"node '{node.name}' = {name}({', '.join(args)})"
+        head = f"{node.name} = {name}({', '.join(args)})"
     value = node.meta.get("val")
     return head if value is None or node.op == "output" else f"{head} -> {describe_value(value)}"
+
+
+def describe_node(node: torch.fx.Node) -> str:
+    """node_text() for error messages: "node 'addmm_1' = aten.addmm...."."""
+    text = node_text(node)
+    return f"node '{node.name}'{text[len(node.name) :]}"

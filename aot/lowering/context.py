@@ -28,8 +28,46 @@ class LoweringContext:
     def __init__(self) -> None:
         self.nodes: list[ComputedBuffer | ExternKernel] = []
         self._counts: dict[str, int] = {}
-        # FX node names of the op being lowered (provenance rides on nodes).
+        # FX node names of the op being lowered (provenance rides on nodes):
+        # the node itself (|node|) and the unrealized values it reads.
         self.origins: tuple[str, ...] = ()
+        self.node: str | None = None
+        # Origins of inputs this lowering realized into buffers of their own:
+        # that work is no longer part of what the node's own kernel computes.
+        self.realized: set[str] = set()
+        # [Note: inlined origins] An unrealized value (a Pointwise, a view) is
+        # inlined into whatever kernel reads it, so its nodes belong to that
+        # kernel's origins. id(value) -> (value, the FX nodes it inlines); the
+        # value is held so that its id is never reused while lowering runs.
+        self._inlined: dict[int, tuple[Any, tuple[str, ...]]] = {}
+
+    def note_inlined(self, value: Any, origins: tuple[str, ...]) -> None:
+        """Records that the unrealized |value| computes the FX nodes |origins|."""
+        if isinstance(value, list | tuple):
+            for v in value:
+                self.note_inlined(v, origins)
+        elif value is not None and not isinstance(value, Buffer):
+            self._inlined[id(value)] = (value, origins)
+
+    def start_node(self, node: str, origins: tuple[str, ...]) -> None:
+        """Starts lowering the FX node |node|, which computes |origins|."""
+        self.node, self.origins, self.realized = node, origins, set()
+
+    def live_origins(self) -> tuple[str, ...]:
+        """The origins of what the current node computes itself: its own name
+        and the inlined values it did not realize into separate buffers."""
+        return tuple(o for o in self.origins if o == self.node or o not in self.realized)
+
+    def inlined_origins(self, value: Any) -> tuple[str, ...]:
+        """The FX nodes an unrealized |value| (or the values in a list of them)
+        inlines; () for a Buffer or a non-tensor."""
+        if isinstance(value, list | tuple):
+            out: list[str] = []
+            for v in value:
+                out += [o for o in self.inlined_origins(v) if o not in out]
+            return tuple(out)
+        entry = self._inlined.get(id(value))
+        return entry[1] if entry is not None and entry[0] is value else ()
 
     def new_name(self, prefix: str = "buf") -> str:
         n = self._counts.get(prefix, 0)
@@ -41,7 +79,7 @@ class LoweringContext:
         anything else is computed into a new contiguous buffer."""
         if isinstance(value, Buffer | ReinterpretView):
             return value
-        return self.compute(value.get_size(), value.dtype, value.make_loader())
+        return self._compute_value(value)
 
     def realize_contiguous(self, value: TensorValue) -> Buffer:
         """|value| in a contiguous buffer of its own shape (copying a view)."""
@@ -50,16 +88,32 @@ class LoweringContext:
             return realized
         if isinstance(realized, ReinterpretView) and realized.layout.is_contiguous():
             return realized.data
-        return self.compute(value.get_size(), value.dtype, value.make_loader())
+        return self._compute_value(value)
+
+    def _compute_value(self, value: TensorValue) -> ComputedBuffer:
+        """|value| computed into a new buffer whose origins are the nodes the
+        value inlines (an input realized by the op being lowered is still the
+        work of the nodes that made it)."""
+        own = self.inlined_origins(value)
+        if not own:
+            return self.compute(value.get_size(), value.dtype, value.make_loader())
+        self.realized.update(o for o in own if o != self.node)
+        return self.compute(value.get_size(), value.dtype, value.make_loader(), origins=own)
 
     def compute(
-        self, size: Sequence[sympy.Expr], dtype: torch.dtype, loader: Any
+        self,
+        size: Sequence[sympy.Expr],
+        dtype: torch.dtype,
+        loader: Any,
+        origins: tuple[str, ...] | None = None,
     ) -> ComputedBuffer:
-        """A new buffer that a Pointwise kernel fills from |loader|."""
+        """A new buffer that a Pointwise kernel fills from |loader| (computing
+        the FX nodes |origins|, by default the current node's)."""
         size = [sympy.sympify(s) for s in size]
         data = Pointwise(list(size), dtype, loader)
+        origins = self.live_origins() if origins is None else origins
         buffer = ComputedBuffer(
-            self.new_name(), dtype, Layout.contiguous(size), BufferKind.COMPUTED, self.origins, data
+            self.new_name(), dtype, Layout.contiguous(size), BufferKind.COMPUTED, origins, data
         )
         self.nodes.append(buffer)
         return buffer
@@ -71,7 +125,7 @@ class LoweringContext:
             reduction.dtype,
             Layout.contiguous(reduction.ranges),
             BufferKind.COMPUTED,
-            self.origins,
+            self.live_origins(),
             reduction,
         )
         self.nodes.append(buffer)
@@ -104,7 +158,12 @@ class LoweringContext:
             )
             name = group if k == 0 else self.new_name()
             buffer = ComputedBuffer(
-                name, dtype, Layout.contiguous(ranges), BufferKind.COMPUTED, self.origins, data
+                name,
+                dtype,
+                Layout.contiguous(ranges),
+                BufferKind.COMPUTED,
+                self.live_origins(),
+                data,
             )
             self.nodes.append(buffer)
             buffers.append(buffer)
@@ -125,7 +184,7 @@ class LoweringContext:
                 dtype,
                 Layout.contiguous(list(size)),
                 BufferKind.COMPUTED,
-                self.origins,
+                self.live_origins(),
             )
             for size, dtype in outputs
         ]
@@ -135,7 +194,7 @@ class LoweringContext:
             list(inputs),
             out_buffers,
             dict(params or {}),
-            self.origins,
+            self.live_origins(),
         )
         self.nodes.append(node)
         return out_buffers

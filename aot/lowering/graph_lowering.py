@@ -305,15 +305,19 @@ class _GraphLowering:
         ):
             self.env[node] = self._guarded(node, lambda: self.expr(val))
             return
-        self.ctx.origins = (node.name,)
         try:
             lowering = self.registry.get(target)
             args = [self._arg(a) for a in node.args]
             kwargs = {k: self._arg(v) for k, v in node.kwargs.items()}
+            # The kernel that computes this node also computes the unrealized
+            # values it reads ([Note: inlined origins]).
+            inlined = self.ctx.inlined_origins([*args, *kwargs.values()])
+            self.ctx.start_node(node.name, (*inlined, node.name))
             result = lowering(self.ctx, *args, **kwargs)
             if isinstance(result, Reduction):
                 result = self.ctx.reduce(result)
             result = self._check(result, val)
+            self.ctx.note_inlined(result, self.ctx.live_origins())
         except UnsupportedOpError as e:
             e.node = node.name  # type: ignore[attr-defined]  (as LoweringError.node)
             if hasattr(e, "add_note"):
@@ -398,8 +402,8 @@ class _GraphLowering:
         used: set[str] = set()
         for arg, spec in zip(returned, specs, strict=True):
             where = arg.name if isinstance(arg, torch.fx.Node) else "output"
-            self.ctx.origins = (where,)
             value = self._arg(arg)
+            self.ctx.start_node(where, self.ctx.inlined_origins(value) or (where,))
             if not _is_value(value):
                 raise LoweringError(where, "output", f"non-tensor output {value!r}")
             if spec.kind == OutputKind.USER_OUTPUT:

@@ -59,16 +59,22 @@ def emit_extern(
     node: ExternKernel,
     buffer_ids: dict[str, int],
     size_expr: SizeExpr,
+    debug_handle: str | None = None,
 ) -> str:
     """The C++ source of ``static int32_t <call_name>(const
-    aotc_rt::KernelContext& ctx)``, which runs |node|."""
+    aotc_rt::KernelContext& ctx)``, which runs |node|, behind a
+    ``// <debug_handle>`` comment and the FX nodes it computes."""
     emitters = _all_emitters()
     emit = emitters.get(node.kind)
     if emit is None:
         known = ", ".join(sorted(emitters))
         raise ValueError(f"no C++ call for extern kernel kind {node.kind!r} (known: {known})")
     body = emit(Operands(node, buffer_ids, size_expr))
+    header = [f"// {debug_handle}"] if debug_handle else []
+    if node.origins:
+        header.append(f"// origins: {', '.join(node.origins)}")
     lines = [
+        *header,
         f"static int32_t {call_name}(const aotc_rt::KernelContext& ctx) {{",
         f"  // {_describe(node)}",
         "  namespace kn = aotc_rt::kernels;",

@@ -24,7 +24,7 @@ same library as a single translation unit (kernels inline), for tests and tools.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from string import Template
 
 import sympy
@@ -77,9 +77,13 @@ def debug_handles(schedule: Schedule) -> list[str]:
     return handles
 
 
-def generate_code(schedule: Schedule, isa: str) -> dict[str, str]:
+def generate_code(
+    schedule: Schedule, isa: str, error_locations: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The codegen stage: every kernel's C++ (loop kernels and extern calls),
-    then the wrapper around them. Returns the files of generate_sources."""
+    then the wrapper around them. Returns the files of generate_sources.
+    |error_locations| maps debug handles to the model line a failing kernel's
+    error names ("model.py:12: <code>", aot/provenance.py)."""
     from ..cpp.extern_calls import emit_extern
     from ..cpp.kernel import generate_loop_kernel, graph_buffer_dtypes
     from .buffer_table import assign_buffer_ids
@@ -96,8 +100,12 @@ def generate_code(schedule: Schedule, isa: str) -> dict[str, str]:
                 generate_loop_kernel(kernel, buffer_ids, size_expr, handle, buffer_dtypes=dtypes)
             )
         else:
-            kernel_sources.append(emit_extern(kernel.name, kernel.node, buffer_ids, size_expr))
-    return generate_sources(schedule, kernel_sources, handles, isa=isa)
+            kernel_sources.append(
+                emit_extern(kernel.name, kernel.node, buffer_ids, size_expr, handle)
+            )
+    return generate_sources(
+        schedule, kernel_sources, handles, isa=isa, error_locations=error_locations
+    )
 
 
 def generate_sources(
@@ -107,6 +115,7 @@ def generate_sources(
     *,
     isa: str,
     headers: Sequence[str] = KERNEL_HEADERS,
+    error_locations: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The library's sources: {"model.cc": ..., "kernels_0.cc": ...}.
     kernel_sources[i] and handles[i] belong to schedule.kernels[i]; every
@@ -134,7 +143,7 @@ def generate_sources(
         "}  // namespace aotc_model",
     ]
     calls = [f"aotc_model::run_{n}" for n in names]
-    model_cc = _model_cc(schedule, handles, isa, declarations, calls)
+    model_cc = _model_cc(schedule, handles, isa, declarations, calls, error_locations or {})
     return {"model.cc": model_cc, **kernel_files}
 
 
@@ -145,6 +154,7 @@ def generate_wrapper(
     *,
     isa: str = "x86-64-v3",
     headers: Sequence[str] = KERNEL_HEADERS,
+    error_locations: Mapping[str, str] | None = None,
 ) -> str:
     """The whole library as one translation unit: model.cc with the kernel
     sources inline (the same ABI functions as generate_sources)."""
@@ -152,7 +162,7 @@ def generate_wrapper(
     prelude = [f'#include "{h}"' for h in headers] + [""]
     prelude += [s.rstrip() + "\n" for s in kernel_sources]
     calls = [k.name for k in schedule.kernels]
-    return _model_cc(schedule, handles, isa, prelude, calls)
+    return _model_cc(schedule, handles, isa, prelude, calls, error_locations or {})
 
 
 def _check_lengths(schedule: Schedule, sources: Sequence[str], handles: Sequence[str]) -> None:
@@ -191,7 +201,12 @@ def _join(*lines: str) -> str:
 
 
 def _model_cc(
-    schedule: Schedule, handles: Sequence[str], isa: str, prelude: list[str], calls: list[str]
+    schedule: Schedule,
+    handles: Sequence[str],
+    isa: str,
+    prelude: list[str],
+    calls: list[str],
+    error_locations: Mapping[str, str],
 ) -> str:
     graph = schedule.graph
     check_placements(schedule)
@@ -208,7 +223,8 @@ def _model_cc(
         kernel_calls += [
             f"    // {handle}",
             f"    rc = {call}(ctx);",
-            f"    if (rc != AOTC_ABI_OK) return kernel_failed(status, rc, {_c_string(handle)});",
+            f"    if (rc != AOTC_ABI_OK) return kernel_failed(status, rc, {_c_string(handle)}, "
+            f"{_c_string(where) if (where := error_locations.get(handle)) else 'nullptr'});",
         ]
     body = _FUNCTIONS.substitute(
         input_checks=_join(*_input_checks(graph, local)).rstrip("\n"),
@@ -512,10 +528,25 @@ void run_symbols(const aotc_abi_tensor_t* in, int64_t* sym) {
 $run_symbols
 }
 
-int32_t kernel_failed(aotc_abi_status_t* status, int32_t code, const char* handle) {
-  if (status != nullptr && status->code == AOTC_ABI_OK)
-    return fail(status, code, "%s: failed with code %d", handle, static_cast<int>(code));
-  return code;
+// A kernel failed: its message becomes "<handle> (<where>): <what>", naming
+// the kernel and its model line (docs/PROVENANCE.md). |where| may be null
+// (exported without provenance); a kernel that named itself already
+// ("<handle>: index ...") is not named twice.
+int32_t kernel_failed(aotc_abi_status_t* status, int32_t code, const char* handle,
+                      const char* where) {
+  if (status == nullptr) return code;
+  char what[AOTC_ABI_MESSAGE_CAPACITY];
+  if (status->code == AOTC_ABI_OK) {
+    std::snprintf(what, sizeof(what), "failed with code %d", static_cast<int>(code));
+  } else {
+    const char* message = status->message;
+    const size_t n = std::strlen(handle);
+    if (std::strncmp(message, handle, n) == 0 && message[n] == ':' && message[n + 1] == ' ')
+      message += n + 2;
+    std::snprintf(what, sizeof(what), "%s", message);
+  }
+  if (where != nullptr) return fail(status, code, "%s (%s): %s", handle, where, what);
+  return fail(status, code, "%s: %s", handle, what);
 }
 
 }  // namespace
