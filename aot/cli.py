@@ -1,7 +1,8 @@
 """The `aotc` command line.
 
     aotc export MODEL.py -o OUT.pt2  compile a model file into a package
-    aotc inspect PKG [--json]        what a package holds, from the zip alone (no torch)
+    aotc inspect PKG [--json]        what a package holds, with provenance, from the zip alone
+      [--kernel NAME | --html OUT]   one kernel with its code; the HTML provenance report
     aotc run PKG [...]               run sample inputs through the runtime, compare to eager
     aotc check MODEL.py [...]        export, build, run fresh random inputs, compare to eager
     aotc verify PKG                  check a package's structure and checksums
@@ -63,7 +64,9 @@ class CliError(Exception):
 def cmd_export(args: argparse.Namespace) -> int:
     from aot.options import ExportOptions
 
-    options = ExportOptions(isa=args.isa, dtype=args.dtype, compress=args.compress)
+    options = ExportOptions(
+        isa=args.isa, dtype=args.dtype, compress=args.compress, provenance=args.provenance
+    )
     from aot.build import BuildError
     from aot.export import export_model
     from aot.frontend import FrontendError
@@ -95,11 +98,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import packager
 
-    info = packager.inspect_package(args.package)
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=False, default=str))
+    if args.html:
+        if args.json or args.kernel:
+            raise CliError("--html writes the whole report; it takes no --json or --kernel")
+        return _write_html_report(args.package, args.html)
+    if args.kernel:
+        # UnknownKernelError is a ValueError: "aotc: error: ... known handles: ...", exit 2.
+        info = packager.inspect_kernel(args.package, args.kernel)
+        text = None if args.json else packager.format_kernel(info)
     else:
-        print(packager.format_inspection(info))
+        info = packager.inspect_package(args.package)
+        text = None if args.json else packager.format_inspection(info)
+    if text is None:
+        text = json.dumps(info, indent=2, sort_keys=False, default=str) + "\n"
+    sys.stdout.write(text)
+    return 0
+
+
+def _write_html_report(package: str, out: str) -> int:
+    try:  # imported here: `aotc inspect` loads nothing it does not use
+        from packager.provenance_report import write_report
+    except ModuleNotFoundError as e:
+        if e.name != "packager.provenance_report":
+            raise
+        raise CliError("--html: this aotc has no report writer (packager.provenance_report)") from e
+    write_report(package, out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -477,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cast the model and its floating-point inputs before export (default: as is)",
     )
     s.add_argument("--compress", action="store_true", help="zstd-compress the weights")
+    s.add_argument(
+        "--no-provenance",
+        dest="provenance",
+        action="store_false",
+        help="leave out kernel_information.json and provenance/ (docs/PROVENANCE.md)",
+    )
     s.add_argument("--quiet", action="store_true", help="print nothing but errors")
     s.add_argument(
         "-v", "--verbose", action="store_true", help="stage times always; tracebacks on errors"
@@ -486,6 +516,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inspect", help="show what a package holds (reads the zip only)")
     s.add_argument("package", metavar="PKG")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.add_argument(
+        "--kernel",
+        metavar="NAME",
+        help='one kernel: a debug handle ("kernel0:0") or a kernel name (all its calls), '
+        "with its provenance and generated code",
+    )
+    s.add_argument(
+        "--html",
+        metavar="OUT.html",
+        help="write a self-contained provenance report (model source, graphs, code)",
+    )
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("run", help="run a package's sample inputs and compare to eager outputs")

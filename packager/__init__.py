@@ -5,7 +5,17 @@ only when (de)compressing. `aotc inspect` relies on this to stay fast.
 """
 
 from .errors import PackageError
-from .inspection import EntryInfo, format_inspection, inspect_package, list_entries
+from .inspection import (
+    EntryInfo,
+    KernelCall,
+    UnknownKernelError,
+    format_inspection,
+    format_kernel,
+    inspect_kernel,
+    inspect_package,
+    list_entries,
+    parse_kernel_information,
+)
 from .manifest import FORMAT_VERSION
 from .reader import ModelInfo, Package, Samples, read_package
 from .records import Constant, Sample
@@ -18,15 +28,20 @@ __all__ = [
     "FORMAT_VERSION",
     "Constant",
     "EntryInfo",
+    "KernelCall",
     "ModelInfo",
     "Package",
     "PackageError",
     "PackageWriter",
     "Sample",
     "Samples",
+    "UnknownKernelError",
     "format_inspection",
+    "format_kernel",
+    "inspect_kernel",
     "inspect_package",
     "list_entries",
+    "parse_kernel_information",
     "read_package",
     "verify_package",
 ]

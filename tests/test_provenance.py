@@ -171,7 +171,7 @@ def test_node_mappings_are_consistent(packages):
         for pre, posts in m["preToPost"].items():
             for post in posts:
                 assert pre in m["postToPre"][post]
-        for handle, k in p.info.items():
+        for k in p.info.values():
             expected = {pre for n in k["post_grad_nodes"] for pre in m["postToPre"].get(n, [])}
             assert set(k["pre_grad_nodes"]) == expected
 
@@ -261,3 +261,36 @@ def test_model_file_export_records_the_examples_lines(tmp_path):
         assert [(s["file"], s["line"]) for s in k["source_lines"]] == [("mlp.py", line)]
     assert [k["kind"] for k in p.info.values()] == ["template", "reduction", "template"]
     assert p.files["provenance/source/mlp.py"] == mlp.read_bytes()
+
+
+def test_cli_export_inspect_and_html(tmp_path):
+    """`aotc export` with and without --no-provenance, then `aotc inspect`:
+    the kernels table with mlp.py's line, --kernel with its code, --html."""
+    import subprocess
+    import sys
+
+    def aotc(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "aot.cli", *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    with_prov, without = tmp_path / "mlp.pt2", tmp_path / "bare.pt2"
+    aotc("export", "examples/mlp.py", "-o", str(with_prov), "--quiet")
+    aotc("export", "examples/mlp.py", "-o", str(without), "--quiet", "--no-provenance")
+    table = aotc("inspect", str(with_prov))
+    assert re.search(r"kernel0:0\s+reduction\s+cpu\s+18\.0 KiB\s+gelu, native_layer_norm", table)
+    assert "mlp.py:16  return self.fc2(self.norm(self.act(self.fc1(x))))" in table
+    one = aotc("inspect", str(with_prov), "--kernel", "extern0:0")
+    assert "static int32_t extern0(const aotc_rt::KernelContext& ctx) {" in one
+    assert "kn::gemm<T>" in one
+    assert "provenance none" in aotc("inspect", str(without))
+    report = tmp_path / "report.html"
+    aotc("inspect", str(with_prov), "--html", str(report))
+    html = report.read_text()
+    assert "kernel0:0" in html and "<script" in html and "http" not in html.split("<body")[1]
