@@ -6,14 +6,18 @@
     aotc run PKG [...]               run sample inputs through the runtime, compare to eager
     aotc check MODEL.py [...]        export, build, run fresh random inputs, compare to eager
     aotc verify PKG                  check a package's structure and checksums
+    aotc cache info|clear            the compile cache: size and entries, or empty it
     aotc --cmake-prefix-path         where find_package(aotc) finds the installed runtime
     aotc --version
 
 Exit status: 0 success, 1 a mismatch (run, check) or problems found (verify), 2 an error.
 Expected errors print "aotc: error: ..." on stderr, without a traceback.
 
-This is the only module of aot/ that reads environment variables (project rule):
-AOTC_RUNTIME_LIBRARY names a libaotc.so to use instead of the installed one.
+This is the only module of aot/ that reads environment variables (project rule),
+with one exception, the compile cache (aot/build/cache.py: $AOTC_CACHE_DIR,
+$AOTC_CACHE_MAX_SIZE, $AOTC_CACHE=0), which the test harness uses too, and the
+variables its compiler launcher gets from the build. AOTC_RUNTIME_LIBRARY names
+a libaotc.so to use instead of the installed one.
 
 Imports are lazy: `aotc inspect` and `aotc verify` never import torch.
 `aotc export` reports the compiler's expected errors (a model it cannot capture,
@@ -65,7 +69,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from aot.options import ExportOptions
 
     options = ExportOptions(
-        isa=args.isa, dtype=args.dtype, compress=args.compress, provenance=args.provenance
+        isa=args.isa,
+        dtype=args.dtype,
+        compress=args.compress,
+        provenance=args.provenance,
+        cache_key_tag=args.cache_key_tag,
     )
     from aot.build import BuildError
     from aot.export import export_model
@@ -75,7 +83,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     try:
         output = export_model(
-            Path(args.model), Path(args.output), options, quiet=args.quiet, verbose=args.verbose
+            Path(args.model),
+            Path(args.output),
+            options,
+            quiet=args.quiet,
+            verbose=args.verbose,
+            cache=None if args.no_cache else "env",
+            stats_json=Path(args.stats_json) if args.stats_json else None,
         )
     except (FrontendError, UnsupportedOpError, LoweringError, BuildError) as e:
         if args.verbose:
@@ -87,6 +101,24 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from e
     if not args.quiet:
         print(f"wrote {output}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from aot.build.cache import CompileCache
+
+    try:
+        cache = CompileCache.from_env()
+    except ValueError as e:  # a bad $AOTC_CACHE_MAX_SIZE
+        raise CliError(str(e)) from e
+    if cache is None:
+        print("compile cache disabled ($AOTC_CACHE=0)")
+        return 0
+    if args.action == "clear":
+        removed = cache.clear()
+        print(f"removed {removed} entries from {cache.root}")
+        return 0
+    print(cache.info().format())
     return 0
 
 
@@ -502,6 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--compress", action="store_true", help="zstd-compress the weights")
     s.add_argument(
+        "--stats-json",
+        metavar="FILE",
+        help="write stage times and compile counters (compiles, cache_hits, cache_misses)",
+    )
+    s.add_argument("--no-cache", action="store_true", help="do not use the compile cache")
+    s.add_argument(
+        "--cache-key-tag",
+        default="",
+        metavar="TAG",
+        help="mixed into every compile cache key (keeps builds apart, or forces fresh ones)",
+    )
+    s.add_argument(
         "--no-provenance",
         dest="provenance",
         action="store_false",
@@ -583,6 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"libaotc.so to use (default: ${RUNTIME_LIBRARY_ENV}, else the installed one)",
     )
     s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("cache", help="the compile cache ($AOTC_CACHE_DIR, ~/.cache/aotc)")
+    s.add_argument("action", choices=["info", "clear"], help="show size and entries, or empty it")
+    s.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("verify", help="check a package's structure and checksums")
     s.add_argument("package", metavar="PKG")

@@ -11,6 +11,7 @@ harness); both end in compile_exported().
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,9 @@ import torch
 import torch.utils._pytree as pytree
 
 from . import structure
-from .build import BuildError, Progress, build_library, source_tree, write_source_tree
+from .build import BuildError, Progress, source_tree
+from .build.cache import CompileCache
+from .build.cached_build import build_cached
 from .frontend import ExportedModel, capture_module, run_frontend
 from .ir.graph import LoweredGraph
 from .ir.nodes import BufferKind
@@ -29,15 +32,26 @@ from .options import ExportOptions
 
 
 def export_model(
-    path: Path, output: Path, options: ExportOptions, quiet: bool = False, verbose: bool = False
+    path: Path,
+    output: Path,
+    options: ExportOptions,
+    quiet: bool = False,
+    verbose: bool = False,
+    cache: CompileCache | None | str = "env",
+    stats_json: Path | None = None,
 ) -> Path:
     """Exports the model that |path| (model.py) defines into the package |output|.
-    Stage times go to a terminal (always with |verbose|, never with |quiet|)."""
+    Stage times and cache counters go to a terminal (always with |verbose|,
+    never with |quiet|) and, as JSON, to |stats_json|. |cache| is a
+    CompileCache, None for none, or "env" for $AOTC_CACHE_DIR's."""
     progress = Progress(quiet=quiet, verbose=verbose)
     # Frontend: import model.py, torch.export on CPU, aotc's decompositions.
     with progress.stage("frontend"):
         exported = run_frontend(Path(path), options)
-    return compile_exported(exported, Path(output), progress)
+    result = compile_exported(exported, Path(output), progress, cache)
+    if stats_json is not None:
+        Path(stats_json).write_text(json.dumps(progress.summary(), indent=1) + "\n")
+    return result
 
 
 def compile_module(
@@ -47,6 +61,7 @@ def compile_module(
     options: ExportOptions,
     name: str = "model",
     dynamic_shapes: Any = None,
+    cache: CompileCache | None | str = "env",
 ) -> Path:
     """Compiles an in-memory |module| into the package |output|."""
     progress = Progress(quiet=True)
@@ -54,16 +69,24 @@ def compile_module(
         exported = capture_module(
             module, example_inputs, options, name=name, dynamic_shapes=dynamic_shapes
         )
-    return compile_exported(exported, Path(output), progress)
+    return compile_exported(exported, Path(output), progress, cache)
 
 
-def compile_exported(exported: ExportedModel, output: Path, progress: Progress) -> Path:
+def compile_exported(
+    exported: ExportedModel,
+    output: Path,
+    progress: Progress,
+    cache: CompileCache | None | str = "env",
+) -> Path:
     """The stages after the frontend: lower, schedule, codegen, build, package."""
     from .codegen.wrapper.cpp_wrapper import debug_handles, generate_code
     from .provenance import error_locations, provenance_files, trace_kernels
     from .scheduler import schedule
 
     options = exported.options
+    progress.inner_times["torch_export"] = exported.export_seconds  # within "frontend"
+    if cache == "env":
+        cache = CompileCache.from_env()
     # Lowering: the decomposed aten graph to aotc IR (buffers, loops, externs).
     with progress.stage("lower"):
         graph = lower(exported)
@@ -82,10 +105,10 @@ def compile_exported(exported: ExportedModel, output: Path, progress: Progress) 
         extra = provenance_files(exported, traces, sources) if traces is not None else {}
     work, keep = Path(tempfile.mkdtemp(prefix="aotc-build-")), False
     try:
-        # Build: CMake + Ninja -> model.so.
+        # Build: CMake + Ninja -> model.so, or the compile cache's copy.
         with progress.stage("build"):
-            src = write_source_tree(tree, work / "src")
-            library = build_library(src, work / "build", options.build_jobs).read_bytes()
+            library, counters = build_cached(tree, work, options, cache)
+        progress.counters.update(counters.as_dict())
     except BuildError as e:
         keep = True  # for the user to look at
         e.args = (f"{e}\n(the sources and the build are kept in {work})",)

@@ -25,6 +25,9 @@ class ExportOptions:
     dynamic_shapes_fn: str = "get_dynamic_shapes"
     build_jobs: int = 0  # 0: as many as the machine has CPUs
     provenance: bool = True
+    # Mixed into every compile cache key: a user's way to keep builds apart
+    # (e.g. per deployment) or to force fresh ones.
+    cache_key_tag: str = ""
 
     def __post_init__(self) -> None:
         if self.device != "cpu":

@@ -26,6 +26,22 @@ BUILD_DIR = Path(os.environ.get("AOTC_TEST_BUILD_DIR", REPO_ROOT / "build" / "py
 JOBS = os.environ.get("AOTC_TEST_BUILD_JOBS", "2")  # the dev box has 2 cores
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One compile cache for the session, started empty: tests that compile
+    the same model share its library and objects, nothing leaks into (or is
+    served from) the user's ~/.cache/aotc, and every run starts cold. Set
+    AOTC_TEST_CACHE_DIR to keep a cache across runs."""
+    chosen = os.environ.get("AOTC_TEST_CACHE_DIR")
+    if chosen:
+        os.environ["AOTC_CACHE_DIR"] = chosen
+        return
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="aotc-test-cache-")
+    os.environ["AOTC_CACHE_DIR"] = directory
+    config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+
+
 def _run(cmd: list[str], cwd: Path) -> tuple[bool, str]:
     proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc.returncode == 0, proc.stdout

@@ -12,7 +12,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+LAUNCHER = "aot.build.compile_launcher"
+_AOT_PARENT = Path(__file__).resolve().parents[2]
 
 
 class BuildError(Exception):
@@ -60,28 +65,34 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def build_library(source_dir: Path, build_dir: Path, jobs: int = 0) -> Path:
+def build_library(
+    source_dir: Path, build_dir: Path, jobs: int = 0, launcher_env: Mapping[str, str] | None = None
+) -> Path:
     """Configures and builds |source_dir| (a CMake project from
-    cmake_project.source_tree) in |build_dir|; returns the path of model.so."""
+    cmake_project.source_tree) in |build_dir|; returns the path of model.so.
+    With |launcher_env| every compile goes through the object cache's
+    launcher (compile_launcher.py), configured by those variables."""
     cmake, ninja = find_cmake(), find_ninja()
     build_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(launcher_env or {})
     if not (build_dir / "build.ninja").is_file():
-        _run(
-            [
-                cmake,
-                "-S",
-                str(source_dir),
-                "-B",
-                str(build_dir),
-                "-G",
-                "Ninja",
-                f"-DCMAKE_MAKE_PROGRAM={ninja}",
-            ],
-            "configuring the model library",
-        )
+        configure = [
+            cmake,
+            "-S",
+            str(source_dir),
+            "-B",
+            str(build_dir),
+            "-G",
+            "Ninja",
+            f"-DCMAKE_MAKE_PROGRAM={ninja}",
+        ]
+        if launcher_env:
+            configure.append(f"-DCMAKE_CXX_COMPILER_LAUNCHER={sys.executable};-m;{LAUNCHER}")
+        _run(configure, "configuring the model library", env)
     _run(
         [cmake, "--build", str(build_dir), "--parallel", str(jobs or default_jobs())],
         "building the model library",
+        env,
     )
     library = build_dir / "model.so"
     if not library.is_file():
@@ -89,8 +100,13 @@ def build_library(source_dir: Path, build_dir: Path, jobs: int = 0) -> Path:
     return library
 
 
-def _run(command: list[str], what: str) -> None:
-    env = dict(os.environ, LC_ALL="C")  # untranslated compiler messages
+def _run(command: list[str], what: str, extra_env: Mapping[str, str] | None = None) -> None:
+    env = dict(os.environ, LC_ALL="C", **(extra_env or {}))  # untranslated compiler messages
+    if extra_env:
+        # The launcher imports this checkout's aot package.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_AOT_PARENT), os.environ.get("PYTHONPATH", "")) if p
+        )
     try:
         proc = subprocess.run(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env

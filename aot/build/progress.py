@@ -26,6 +26,10 @@ class Progress:
         self._tty = tty
         self._start = time.perf_counter()
         self.times: dict[str, float] = {}  # stage name -> seconds (always recorded)
+        # Build counters (compiles, cache_hits, cache_misses) and times inside
+        # a stage (torch_export, within frontend), printed by done().
+        self.counters: dict[str, int] = {}
+        self.inner_times: dict[str, float] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -49,7 +53,17 @@ class Progress:
             self.stream.flush()
 
     def done(self) -> None:
+        self._total = time.perf_counter() - self._start
         if self.enabled:
-            total = time.perf_counter() - self._start
-            self.stream.write(f"  total {total:.2f} s\n")
+            for name, seconds in self.inner_times.items():
+                self.stream.write(f"  {name} {seconds:.2f} s (within its stage)\n")
+            if self.counters:
+                text = ", ".join(f"{k} {v}" for k, v in self.counters.items())
+                self.stream.write(f"  {text}\n")
+            self.stream.write(f"  total {self._total:.2f} s\n")
             self.stream.flush()
+
+    def summary(self) -> dict[str, object]:
+        """Stage times, the total and the counters, for --stats-json."""
+        total = getattr(self, "_total", time.perf_counter() - self._start)
+        return {"stages": dict(self.times), "total": total, **self.inner_times, **self.counters}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -49,7 +50,9 @@ def capture(
     module, example_inputs = cast_to_dtype(module, example_inputs, options.dtype, copy_before_cast)
     refuse_non_cpu_tensors(module, example_inputs)
     # Stage 1: capture (the "pre-grad" graph), refused early if random or data-dependent.
+    start = time.perf_counter()
     pre_grad = _export(module, example_inputs, dynamic_shapes, source_path)
+    export_seconds = time.perf_counter() - start
     check_program(pre_grad, source_path)
     # Stage 2: decompose to the ops aotc lowers; decompositions may add random ops.
     program = decompose(pre_grad)
@@ -62,6 +65,7 @@ def capture(
         module=module,
         example_inputs=example_inputs,
         options=options,
+        export_seconds=export_seconds,
     )
 
 

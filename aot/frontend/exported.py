@@ -20,3 +20,4 @@ class ExportedModel:
     module: torch.nn.Module  # the eval-mode module (for eager reference outputs)
     example_inputs: tuple[Any, ...]  # the user inputs as the model takes them (cast per options)
     options: ExportOptions
+    export_seconds: float = 0.0  # time spent in torch.export.export itself
