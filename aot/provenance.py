@@ -141,13 +141,8 @@ def trace_kernels(
         # those of the pre-grad nodes it came from.
         if not stacks:
             for p in pre:
-                _add_trace(
-                    pre_nodes[p].meta.get("stack_trace"),
-                    exported.source_path,
-                    files,
-                    stacks,
-                    lines,
-                )
+                text = pre_nodes[p].meta.get("stack_trace")
+                _add_trace(text, exported.source_path, files, stacks, lines)
         read, written = kernel_bytes(kernel)
         traces.append(
             KernelTrace(
@@ -400,26 +395,20 @@ def _locate_code(traces: Sequence[KernelTrace], sources: Mapping[str, str]) -> N
     a kernel's function starts at its "// <handle>" comment and ends at the
     first line that is "}" alone; its call is the line after the handle's
     comment in model.cc."""
-    starts: dict[str, tuple[str, int]] = {}
+    by_handle = {t.handle: t for t in traces}
     for name, text in sources.items():
         lines = text.splitlines()
         for k, line in enumerate(lines):
             match = _HANDLE_COMMENT.match(line)
-            if match is None:
+            trace = by_handle.get(match["handle"]) if match else None
+            if trace is None:
                 continue
-            handle = match["handle"]
             if name == "model.cc":
                 if line.startswith(" "):  # the call site, indented inside run()
-                    for t in traces:
-                        if t.handle == handle:
-                            t.call = {"file": f"src/{name}", "line": k + 2}
-                continue
-            if handle not in starts:
+                    trace.call = {"file": f"src/{name}", "line": k + 2}
+            elif not trace.code:
                 end = next((j for j in range(k, len(lines)) if lines[j] == "}"), len(lines) - 1)
-                starts[handle] = (name, k)
-                for t in traces:
-                    if t.handle == handle:
-                        t.code = {"file": f"src/{name}", "first_line": k + 1, "last_line": end + 1}
+                trace.code = {"file": f"src/{name}", "first_line": k + 1, "last_line": end + 1}
 
 
 _HANDLE_COMMENT = re.compile(r"^\s*// (?P<handle>[A-Za-z_][A-Za-z0-9_]*:\d+)$")

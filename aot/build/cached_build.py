@@ -114,6 +114,6 @@ def build_cached(
         counters.cache_misses += events.count("miss")
     else:
         counters.compiles += sum(1 for name in tree if name.endswith(".cc"))
-    if cache is not None and key is not None:
+    if cache is not None and key is not None:  # (key exists iff cache does)
         cache.put("libraries", key, library)
     return library, counters

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .cache import CompileCache, cache_key
+from .cache import DEFAULT_MAX_BYTES, CompileCache, cache_key
 from .toolchain import compiler_identity
 
 ENV_CACHE_DIR = "AOTC_BUILD_CACHE_DIR"
@@ -80,7 +80,7 @@ def run(argv: list[str]) -> int:
         return subprocess.call([compiler, *args])
     src_dir = os.environ.get(ENV_SOURCE_DIR)
     include_dir = Path(src_dir) / "include" if src_dir else None
-    cache = CompileCache(root, int(os.environ.get(ENV_CACHE_MAX, "0")) or 2 * 1024**3)
+    cache = CompileCache(root, int(os.environ.get(ENV_CACHE_MAX, "0")) or DEFAULT_MAX_BYTES)
     key = object_key(compiler, args, Path(source), include_dir)
     data = cache.get("objects", key)
     if data is not None:

@@ -63,5 +63,8 @@ def package_version(name: str) -> str:
 
 def versions() -> dict[str, str]:
     """aotc, torch and triton versions (triton "none" where absent)."""
-    torch_version = package_version("torch")
-    return {"aotc": AOTC_VERSION, "torch": torch_version, "triton": package_version("triton")}
+    return {
+        "aotc": AOTC_VERSION,
+        "torch": package_version("torch"),
+        "triton": package_version("triton"),
+    }
