@@ -21,6 +21,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
-python3 -m pip install -q --disable-pip-version-check pytest ruff "transformers==5.17.0"
+python3 -m pip install -q --disable-pip-version-check pytest ruff expecttest "transformers==5.17.0"
 echo "setup: building and installing aotc (C++ runtime via CMake + Ninja)"
 python3 -m pip install -q --disable-pip-version-check .

@@ -12,14 +12,17 @@ from .registry import LoweringRegistry, UnsupportedOpError
 def build_registry() -> LoweringRegistry:
     """A registry holding every op family aotc lowers."""
     from . import (
+        composite,
         creation,
         extern,
         indexing,
         norms,
         pointwise,
         reductions,
+        resample,
         scan,
         scatter,
+        search,
         sort,
         views,
     )
@@ -36,6 +39,9 @@ def build_registry() -> LoweringRegistry:
         scan,
         sort,
         scatter,
+        resample,
+        search,
+        composite,
     ):
         family.register(registry)
     return registry
