@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from aot.coverage import report  # noqa: E402
 from aot.coverage.cases import DTYPES, eager_supports, load_op_db, sample_count  # noqa: E402
 from aot.coverage.check import COUNTED, PASS, Result  # noqa: E402
-from aot.coverage.sweep import Sweep, Task, order_by_size, tasks_for  # noqa: E402
+from aot.coverage.sweep import Sweep, Task, order_by_size, pack_tasks  # noqa: E402
 
 DOCS = ROOT / "docs"
 
@@ -76,15 +76,16 @@ def main() -> int:
     if not names:
         sys.exit("op_coverage: no OpInfo entry matches")
 
-    tasks: list[Task] = []
+    counts: dict[tuple[str, str], int] = {}
     no_eager: dict[str, list[str]] = {}
     for name in names:
         for dtype in dtypes:
             if not eager_supports(db[name], dtype):
                 no_eager.setdefault(name, []).append(dtype)
                 continue
-            tasks += tasks_for(name, dtype, sample_count(db[name], dtype), args.chunk)
-    total = sum(len(t.indices) for t in tasks)
+            counts[(name, dtype)] = sample_count(db[name], dtype)
+    tasks = pack_tasks(counts, args.chunk)
+    total = sum(len(t.samples) for t in tasks)
     print(f"op_coverage: {len(names)} ops, {total} samples, {len(tasks)} tasks, "
           f"{args.jobs} workers", flush=True)  # fmt: skip
 
@@ -96,11 +97,10 @@ def main() -> int:
         c = report.totals(results)
         bad = [r for r in rs if r.status in COUNTED and r.status != PASS]
         note = f"  first problem: {bad[0].status}: {bad[0].reason[:120]}" if bad else ""
+        passed = sum(r.status == PASS for r in rs)
         print(
             f"[{len(results)}/{total} {time.monotonic() - start:6.0f}s "
-            f"{100 * report.pass_rate(c):5.1f}%] {task.op} {task.dtype} "
-            f"#{task.indices[0]}-{task.indices[-1]}: "
-            f"{sum(r.status == PASS for r in rs)}/{len(rs)} pass{note}",
+            f"{100 * report.pass_rate(c):5.1f}%] {task.label}: {passed}/{len(rs)} pass{note}",
             flush=True,
         )
 

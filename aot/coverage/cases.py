@@ -45,6 +45,9 @@ class Case:
     atol: float
     rtol: float
     expected: list[torch.Tensor] | None = field(default=None, repr=False)
+    # bfloat16 cases: eager on float32 copies of the inputs, cast back
+    # ([Note: reference in float] in check.py).
+    expected_in_float: list[torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def tensors(self) -> list[torch.Tensor]:
@@ -74,7 +77,8 @@ class OneOpModule(torch.nn.Module):
             count = len(case.tensor_slots)
             result = case.call(tensors[start : start + count])
             start += count
-            outputs.extend(pytree.tree_leaves(result))
+            # Tensors only, as eager_outputs() counts them.
+            outputs.extend(t for t in pytree.tree_leaves(result) if isinstance(t, torch.Tensor))
         return tuple(outputs)
 
 

@@ -5,8 +5,9 @@
 - docs/op_coverage.md: the report a person reads: the totals, the named
   families, every op with its counts and first failure.
 - docs/op_coverage.json: the same results, compact: per op and dtype a
-  string of status letters (one per sample, in sample order) and the reason
-  of every sample that did not pass. tests/test_op_coverage.py reads it.
+  string of status letters (one per sample, in sample order), each reason
+  with the samples it applies to, and the failing samples' descriptions.
+  tests/test_op_coverage.py reads it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "abs", "neg", "exp", "exp2", "expm1", "log", "log1p", "log2", "log10",
         "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh",
         "floor", "ceil", "round", "trunc", "frac", "sign", "reciprocal",
-        "add", "sub", "mul", "div", "remainder", "fmod", "maximum", "minimum",
+        "add", "sub", "mul", "div.no_rounding_mode", "div.trunc_rounding",
+        "div.floor_rounding", "remainder", "fmod", "maximum", "minimum",
         "square", "lerp", "addcmul", "addcdiv", "nn.functional.relu",
     ),
     "comparisons": (
@@ -137,12 +139,14 @@ def to_json(results: Iterable[Result], meta: Mapping[str, Any]) -> dict[str, Any
         rs.sort(key=lambda r: r.id.index)
         if [r.id.index for r in rs] != list(range(len(rs))):
             raise ValueError(f"{op} {dtype}: results do not cover samples 0..{len(rs) - 1}")
+        reasons: dict[str, list[int]] = {}
+        for r in rs:
+            if r.status != PASS and r.reason:
+                reasons.setdefault(r.reason, []).append(r.id.index)
         entry = {
             "statuses": "".join(LETTERS[r.status] for r in rs),
-            "reasons": {str(r.id.index): r.reason for r in rs if r.status != PASS and r.reason},
-            "samples": {
-                str(r.id.index): r.description for r in rs if r.status != PASS and r.description
-            },
+            "reasons": reasons,  # reason -> the samples it applies to
+            "samples": {str(r.id.index): r.description for r in rs if r.status == FAIL},
         }
         ops.setdefault(op, {})[dtype] = entry
     return {"meta": dict(meta), "ops": ops}
@@ -152,8 +156,9 @@ def from_json(data: Mapping[str, Any]) -> list[Result]:
     out = []
     for op, by_dtype in data["ops"].items():
         for dtype, entry in by_dtype.items():
+            reason_of = {i: text for text, indices in entry["reasons"].items() for i in indices}
             for index, letter in enumerate(entry["statuses"]):
-                reason = entry["reasons"].get(str(index), "")
+                reason = reason_of.get(index, "")
                 sample = entry.get("samples", {}).get(str(index), "")
                 out.append(Result(CaseId(op, dtype, index), STATUS_OF[letter], reason, sample))
     return out
@@ -192,11 +197,21 @@ def family_failures(results: Sequence[Result]) -> dict[str, list[str]]:
 
 
 def _cell(counts: Counter[str]) -> str:
+    """pass/denominator."""
     counted = sum(counts[s] for s in COUNTED)
     if not counted:
         outside = counts[NOT_EXPORTABLE] + counts[EAGER_ERROR]
         return f"– ({outside} outside)" if outside else "–"
     return f"{counts[PASS]}/{counted}"
+
+
+def _op_cell(counts: Counter[str]) -> str:
+    """pass / fail (crashes and timeouts included) / unsupported."""
+    counted = sum(counts[s] for s in COUNTED)
+    if not counted:
+        return _cell(counts)
+    failed = counts[FAIL] + counts[CRASH] + counts[TIMEOUT]
+    return f"{counts[PASS]} / {failed} / {counts[UNSUPPORTED]}"
 
 
 def _md(text: str) -> str:
@@ -264,8 +279,9 @@ def to_markdown(
         "",
         "## Every op",
         "",
-        "Cells: samples passing / samples in the denominator. "
-        "`–`: eager has no CPU kernel for the dtype, or no sample counts.",
+        "Cells: samples that pass / fail (crashes and timeouts included) / are "
+        "unsupported. `–`: eager has no CPU kernel for the dtype, or no sample is in "
+        "the denominator (`outside`: not exportable or eager error).",
         "",
         "| op | " + " | ".join(dtypes) + " | first problem |",
         "|---|" + "---:|" * len(dtypes) + "---|",
@@ -277,7 +293,7 @@ def to_markdown(
             if dtype in unsupported_dtypes.get(op, ()):
                 cells.append("– (no eager kernel)")
             else:
-                cells.append(_cell(totals(r for r in rs if r.id.dtype == dtype)))
+                cells.append(_op_cell(totals(r for r in rs if r.id.dtype == dtype)))
         bad = sorted(
             (r for r in rs if r.status != PASS), key=lambda r: (r.status not in COUNTED, r.id)
         )

@@ -1,8 +1,8 @@
 """Run many groups of cases over worker processes.
 
 Each worker is a spawned Python process (torch, op_db and the registry
-loaded once) that takes one task at a time: an op, a dtype and the indices
-of the samples to check together (check.py). A worker that dies (a crash in
+loaded once) that takes one task at a time: the (op, sample) pairs of one
+dtype to check together (check.py). A worker that dies (a crash in
 generated code) or runs past the time limit is replaced; its task is split
 into single samples and run again, so a crash or a hang is pinned on the one
 sample that causes it and costs the sweep nothing else.
@@ -22,25 +22,46 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .cases import CaseId
-from .check import CRASH, TIMEOUT, Result
+from .check import CRASH, EAGER_ERROR, TIMEOUT, Result
 
 
 @dataclass(frozen=True)
 class Task:
-    op: str
+    """Samples compiled together: (op, sample index) pairs of one dtype."""
+
     dtype: str
-    indices: tuple[int, ...]
+    samples: tuple[tuple[str, int], ...]
+
+    @property
+    def label(self) -> str:
+        ops = sorted({op for op, _ in self.samples})
+        if len(ops) == 1:
+            indices = [i for _, i in self.samples]
+            return f"{ops[0]} {self.dtype} #{min(indices)}-{max(indices)}"
+        return f"{ops[0]} (+{len(ops) - 1} ops) {self.dtype}"
 
     def single(self) -> list[Task]:
-        return [Task(self.op, self.dtype, (i,)) for i in self.indices]
+        return [Task(self.dtype, (s,)) for s in self.samples]
 
 
-def tasks_for(op: str, dtype: str, count: int, chunk: int) -> list[Task]:
-    """|count| samples of |op| in tasks of at most |chunk| samples."""
-    return [
-        Task(op, dtype, tuple(range(start, min(start + chunk, count))))
-        for start in range(0, count, chunk)
-    ]
+def pack_tasks(counts: dict[tuple[str, str], int], chunk: int) -> list[Task]:
+    """Tasks of at most |chunk| samples from {(op, dtype): sample count}: a
+    large op alone in as many tasks as it needs, small ops packed together
+    (one build per task is the sweep's main cost)."""
+    tasks: list[Task] = []
+    pending: dict[str, list[tuple[str, int]]] = {}
+    for (op, dtype), count in sorted(counts.items()):
+        samples = [(op, i) for i in range(count)]
+        if count >= chunk // 2:
+            tasks += [Task(dtype, tuple(samples[k : k + chunk])) for k in range(0, count, chunk)]
+            continue
+        bucket = pending.setdefault(dtype, [])
+        if len(bucket) + count > chunk:
+            tasks.append(Task(dtype, tuple(bucket)))
+            bucket.clear()
+        bucket += samples
+    tasks += [Task(dtype, tuple(bucket)) for dtype, bucket in sorted(pending.items()) if bucket]
+    return tasks
 
 
 def _worker_main(conn: Connection, build_jobs: int) -> None:
@@ -65,15 +86,22 @@ def _worker_main(conn: Connection, build_jobs: int) -> None:
         task = conn.recv()
         if task is None:
             return
-        try:
-            cases = make_cases(db[task.op], task.dtype, task.indices)
-            results = [r.as_dict() for r in check_cases(cases, options)]
-        except Exception as e:  # the sample generator itself failed
-            results = [
-                Result(CaseId(task.op, task.dtype, i), "eager_error", f"samples: {e}").as_dict()
-                for i in task.indices
-            ]
-        conn.send(results)
+        cases, results = [], []
+        for op, indices in _by_op(task.samples).items():
+            try:
+                cases += make_cases(db[op], task.dtype, indices)
+            except Exception as e:  # the sample generator itself failed
+                reason = f"OpInfo's sample generator raised: {e}"
+                results += [Result(CaseId(op, task.dtype, i), EAGER_ERROR, reason) for i in indices]
+        results += check_cases(cases, options)
+        conn.send([r.as_dict() for r in results])
+
+
+def _by_op(samples: Sequence[tuple[str, int]]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for op, index in samples:
+        out.setdefault(op, []).append(index)
+    return out
 
 
 @dataclass
@@ -155,10 +183,11 @@ class Sweep:
         assert task is not None
         _stop(w)
         workers.remove(w)
-        if len(task.indices) > 1:
+        if len(task.samples) > 1:
             queue.extendleft(reversed(task.single()))
             return
-        results = [Result(CaseId(task.op, task.dtype, task.indices[0]), status, why)]
+        op, index = task.samples[0]
+        results = [Result(CaseId(op, task.dtype, index), status, why)]
         self.on_results(task, results)
 
 
@@ -177,4 +206,4 @@ def _stop(w: _Worker) -> None:
 
 def order_by_size(tasks: Sequence[Task]) -> list[Task]:
     """Largest tasks first, so the last ones to finish are short."""
-    return sorted(tasks, key=lambda t: -len(t.indices))
+    return sorted(tasks, key=lambda t: -len(t.samples))
