@@ -45,6 +45,20 @@ AOTC_LOWERED_OPS: tuple[Any, ...] = (
     aten.max_pool2d_with_indices,
     aten.avg_pool2d,
     aten.embedding,
+    # Resampling: one gather-and-weigh kernel each (aot/lowering/resample.py)
+    # instead of the index arithmetic their decompositions spell out.
+    aten.upsample_nearest1d,
+    aten.upsample_nearest2d,
+    aten.upsample_nearest3d,
+    aten._upsample_nearest_exact1d,
+    aten._upsample_nearest_exact2d,
+    aten._upsample_nearest_exact3d,
+    aten.upsample_linear1d,
+    aten.upsample_bilinear2d,
+    aten.upsample_trilinear3d,
+    aten.upsample_bicubic2d,
+    aten._upsample_bilinear2d_aa,
+    aten._upsample_bicubic2d_aa,
 )
 
 
