@@ -14,6 +14,7 @@ def build_registry() -> LoweringRegistry:
     from . import (
         composite,
         creation,
+        cross_entropy,
         extern,
         indexing,
         norms,
@@ -42,6 +43,7 @@ def build_registry() -> LoweringRegistry:
         resample,
         search,
         composite,
+        cross_entropy,
     ):
         family.register(registry)
     return registry
