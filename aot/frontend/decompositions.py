@@ -45,6 +45,9 @@ AOTC_LOWERED_OPS: tuple[Any, ...] = (
     aten.max_pool2d_with_indices,
     aten.avg_pool2d,
     aten.embedding,
+    # Its decomposition indexes with a 0-d tensor, which export cannot trace
+    # on some inputs; aotc lowers take as one bounds-checked gather.
+    aten.take,
     # Resampling: one gather-and-weigh kernel each (aot/lowering/resample.py)
     # instead of the index arithmetic their decompositions spell out.
     aten.upsample_nearest1d,

@@ -6,6 +6,17 @@ ranges) and size symbols (s0, s1, ... for dynamic dims). Integer division and
 modulo use aotc's own FloorDiv and ModularIndexing, not sympy's floor/Mod: they
 are cheap to simplify and print straight to C++ (all operands are
 non-negative in index arithmetic, where floor and truncation agree).
+
+[Note: empty tensors] A static size-0 dim makes the strides derived from
+the sizes after it 0 (a flattened parallel index decomposed by a product of
+sizes, a reshape's grouping), so index math meets zero divisors. Nothing
+evaluates an index of an empty iteration space, so FloorDiv and
+ModularIndexing by 0 are simply 0 (as the C++ printer's `//` and `%`), and
+codegen emits an empty body for a kernel whose outer ranges are empty.
+Empty reductions are ordinary: their loops run zero times and store the
+identity (sum 0, prod 1, any false; Welford's mean NaN), as eager does.
+Dynamic sizes are never 0 (export specialises 0 and 1), so only static
+sizes meet these cases.
 """
 
 from __future__ import annotations
@@ -16,13 +27,18 @@ import sympy
 
 
 class FloorDiv(sympy.Function):
-    """FloorDiv(a, b) = floor(a / b) for non-negative integer a and positive b."""
+    """FloorDiv(a, b) = floor(a / b) for non-negative integer a and positive b;
+    0 for b == 0 (see [Note: empty tensors])."""
 
     is_integer = True
     nargs = (2,)
 
     @classmethod
     def eval(cls, base: sympy.Expr, divisor: sympy.Expr) -> sympy.Expr | None:
+        if divisor == 0:
+            # Only in the index math of an empty tensor (a stride past a size-0
+            # dim), which no iteration evaluates; 0 as the C++ printer's `//`.
+            return sympy.Integer(0)
         if divisor == 1:
             return base
         if base == 0:
@@ -52,8 +68,8 @@ class ModularIndexing(sympy.Function):
 
     @classmethod
     def eval(cls, base: sympy.Expr, divisor: sympy.Expr, modulus: sympy.Expr) -> sympy.Expr | None:
-        if base == 0 or modulus == 1:
-            return sympy.Integer(0)
+        if base == 0 or modulus == 1 or divisor == 0 or modulus == 0:
+            return sympy.Integer(0)  # (zero divisors: see FloorDiv.eval)
         if base.is_Integer and divisor.is_Integer and modulus.is_Integer:
             return sympy.Integer((int(base) // int(divisor)) % int(modulus))
         return None

@@ -1,6 +1,7 @@
 """Indexing lowerings: gathers through index tensors (embedding, index,
-index_select, gather), small scatters (index_put, slice_scatter,
+index_select, gather, take), small scatters (index_put, slice_scatter,
 select_scatter) and the copies that need masked loads (cat, constant_pad_nd).
+Index tensors may be int32 or int64 (indirect_indexing widens them).
 
 [Note: indirect indexing] An index read from a tensor becomes a load index
 through ops.indirect_indexing(value, size, name, wrap): negative values wrap
@@ -23,13 +24,17 @@ scatter family (scatter.index_put_kernel, [Note: scatter kernels]): a copy
 plus one pass over the positions, deterministic, bf16 accumulation rounded
 per step as eager does. Dtypes that kernel lacks (bool...) keep the gather
 forms.
+
+index_put with a boolean mask (x[mask] = v) keeps x's static shape: it is
+a where over x, not data-dependent indexing (_index_put_masked). Reading
+x[mask] has a data-dependent shape, which the frontend refuses.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sympy
@@ -37,7 +42,7 @@ import torch
 
 from ..ir.nodes import GenericView, Pointwise, Reduction, TensorValue
 from ..ir.symbols import FloorDiv, ModularIndexing, contiguous_strides, product
-from . import scatter
+from . import scan, scatter
 from .common import broadcast_shapes, compute_dtype, identity, to_loader
 from .context import LoweringContext
 from .registry import LoweringRegistry
@@ -48,6 +53,7 @@ from .views import (
     index_value,
     known_eq,
     normalize_dim,
+    reshape,
     slice_bound,
     sym,
     zero_of,
@@ -67,15 +73,34 @@ def broadcast_index(index: Index, shape: Sequence[Expr]) -> list[Expr]:
     return [sympy.Integer(0) if size == 1 else index[lead + k] for k, size in enumerate(shape)]
 
 
+def is_mask(value: TensorValue | None) -> bool:
+    """A bool/uint8 index of advanced indexing: a mask, not positions."""
+    return value is not None and value.dtype in (torch.bool, torch.uint8)
+
+
 def _int_dtype(value: TensorValue, what: str) -> None:
-    if value.dtype in (torch.bool, torch.uint8):
-        raise ValueError(f"{what}: boolean mask indices have a data-dependent shape")
+    """Advanced-indexing positions: any integer dtype (masks are refused by
+    the caller or lowered as masks)."""
+    if is_mask(value):
+        raise ValueError(
+            f"{what}: a boolean mask index selects a data-dependent number of elements"
+        )
     if value.dtype.is_floating_point or value.dtype.is_complex:
         raise ValueError(f"{what}: indices must be integers, got {value.dtype}")
 
 
+def _position_dtype(value: TensorValue, what: str) -> None:
+    """The index of gather, index_select, embedding and take: int32 or int64
+    as eager requires, except that an empty index may have any dtype (eager
+    checks none: there is nothing to read)."""
+    if product(value.get_size()) == 0:
+        return
+    if value.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"{what}: index must be int32 or int64, got {value.dtype}")
+
+
 def embedding(weight: TensorValue, indices: TensorValue) -> Pointwise:
-    _int_dtype(indices, "embedding")
+    _position_dtype(indices, "embedding")
     rows, width = weight.get_size()
     load_w, load_i = weight.make_loader(), indices.make_loader()
 
@@ -88,17 +113,19 @@ def embedding(weight: TensorValue, indices: TensorValue) -> Pointwise:
 
 
 def index_select(value: TensorValue, dim: int, index: TensorValue) -> Pointwise:
-    _int_dtype(index, "index_select")
+    _position_dtype(index, "index_select")
     shape = value.get_size()
     dim = normalize_dim(dim, len(shape))
-    if len(index.get_size()) > 1:
+    irank = len(index.get_size())
+    if irank > 1:
         raise ValueError("index_select: index must be 0-d or 1-d")
-    count = index.get_size()[0] if index.get_size() else sympy.Integer(1)
+    count = index.get_size()[0] if irank else sympy.Integer(1)
     load_x, load_i = value.make_loader(), index.make_loader()
     limit = shape[dim] if shape else sympy.Integer(1)
 
     def inner(ops: Any, idx: Index) -> Any:
-        at = [idx[dim]] if index.get_size() else []
+        # (a 0-d input gives a 0-d result: its one-element index is read at 0)
+        at = ([idx[dim]] if shape else [sympy.Integer(0)]) if irank else []
         pos = ops.indirect_indexing(load_i(ops, at), limit, "index_select: index", wrap=False)
         src = list(idx)
         if shape:
@@ -112,18 +139,44 @@ def index_select(value: TensorValue, dim: int, index: TensorValue) -> Pointwise:
 
 
 def gather(value: TensorValue, dim: int, index: TensorValue) -> Pointwise:
-    _int_dtype(index, "gather")
+    _position_dtype(index, "gather")
     shape = value.get_size()
     dim = normalize_dim(dim, len(shape))
+    if product(index.get_size()) == 0:  # eager checks no ranks then: nothing to read
+        return Pointwise(list(index.get_size()), value.dtype, _zero(value.dtype))
     load_x, load_i = value.make_loader(), index.make_loader()
     limit = shape[dim] if shape else sympy.Integer(1)
 
     def inner(ops: Any, idx: Index) -> Any:
         pos = ops.indirect_indexing(load_i(ops, idx), limit, "gather: index", wrap=False)
+        if not shape:  # a 0-d input reads as 1-d (eager); its one element
+            return load_x(ops, [])
         src = list(idx)
-        if shape:
-            src[dim] = pos
+        src[dim] = pos
         return load_x(ops, src)
+
+    return Pointwise(list(index.get_size()), value.dtype, inner)
+
+
+def _zero(dtype: torch.dtype) -> Any:
+    def load(ops: Any, index: Index) -> Any:
+        return ops.constant(zero_of(dtype), dtype)
+
+    return load
+
+
+def take(value: TensorValue, index: TensorValue) -> Pointwise:
+    """value.flatten()[index]: index's shape, negative positions wrapping once
+    (eager's take). (torch's decomposition of take indexes with a 0-d
+    tensor, which export cannot trace: aten.take must reach lowering.)"""
+    _position_dtype(index, "take")
+    numel = product(value.get_size())
+    load_x = reshape(value, [numel]).make_loader()
+    load_i = index.make_loader()
+
+    def inner(ops: Any, idx: Index) -> Any:
+        pos = ops.indirect_indexing(load_i(ops, idx), numel, "take: index")
+        return load_x(ops, [pos])
 
     return Pointwise(list(index.get_size()), value.dtype, inner)
 
@@ -202,6 +255,8 @@ def index_put(
     [Note: indirect indexing] for the two strategies."""
     if all(t is None for t in indices):
         raise ValueError("index_put without index tensors")
+    if any(is_mask(t) for t in indices):
+        return _index_put_masked(ctx, value, indices, values, accumulate)
     adv = _Advanced(value.get_size(), indices)
     broadcast_shapes(adv.result, values.get_size())  # values must fit value[indices]
     count = product(adv.batch)
@@ -213,6 +268,87 @@ def index_put(
     if accumulate:
         return _index_put_sum(ctx, adv, value, values)
     return _index_put_last(ctx, adv, value, values)
+
+
+def _index_put_masked(
+    ctx: LoweringContext,
+    value: TensorValue,
+    indices: Sequence[TensorValue | None],
+    values: TensorValue,
+    accumulate: bool,
+) -> Pointwise:
+    """value[mask] = values (or +=) with one boolean mask covering dims p ..
+    p + mask.ndim - 1: the result has value's static shape, so it is a where
+    over value, not data-dependent indexing. value[mask] has shape
+    shape[:p] + [count] + shape[p + k:]; when |values| broadcasts over count
+    every selected element takes the same values, else the n-th selected
+    element (row-major over the mask) takes values[.., n, ..], n from a
+    cumsum of the mask (a count that exceeds values' is a run-time error)."""
+    p, mask = _single_mask(indices)
+    shape, mshape = value.get_size(), mask.get_size()
+    k = len(mshape)
+    if p + k > len(shape) or not all(
+        known_eq(m, s) for m, s in zip(mshape, shape[p : p + k], strict=False)
+    ):
+        raise ValueError(f"index_put: mask of shape {mshape} does not match {shape} at dim {p}")
+    vshape = values.get_size()
+    rank = len(shape) - k + 1  # of value[mask]
+    if len(vshape) > rank:
+        raise ValueError(f"index_put: values of shape {vshape} do not fit value[mask]")
+    count_dim = p - (rank - len(vshape))  # values' dim along count, if any
+    dtype = value.dtype
+    cdt = compute_dtype(dtype)
+    load_x, load_v = to_loader(value, cdt), _values_loader(values, dtype, cdt)
+    load_m = mask.make_loader()
+    rank_of = _mask_ranks(ctx, mask) if count_dim >= 0 and vshape[count_dim] != 1 else None
+
+    def selected(ops: Any, idx: Index) -> Any:
+        at = load_m(ops, idx[p : p + k])
+        return at if mask.dtype == torch.bool else ops.ne(at, ops.constant(0, mask.dtype))
+
+    def new_value(ops: Any, idx: Index) -> Any:
+        row = [*idx[:p], sympy.Integer(0), *idx[p + k :]]
+        if rank_of is not None:
+            n = rank_of(ops, idx[p : p + k])
+            row[p] = ops.indirect_indexing(n, vshape[count_dim], "index_put: values", wrap=False)
+        return load_v(ops, broadcast_index(row, vshape))
+
+    def inner(ops: Any, idx: Index) -> Any:
+        hit = selected(ops, idx)
+        new = ops.masked(hit, lambda: new_value(ops, idx), zero_of(cdt))
+        old = load_x(ops, idx)
+        if not accumulate:
+            return _finish(ops, ops.where(hit, new, old), cdt, dtype)
+        new = ops.where(hit, new, ops.constant(zero_of(cdt), cdt))
+        total = ops.logical_or(old, new) if cdt == torch.bool else ops.add(old, new)
+        return _finish(ops, total, cdt, dtype)
+
+    return Pointwise(list(shape), dtype, inner)
+
+
+def _mask_ranks(ctx: LoweringContext, mask: TensorValue) -> Callable[[Any, Index], Any]:
+    """rank(ops, at): how many set elements of |mask| come before |at|
+    (row-major), from one cumsum of the flattened mask."""
+    mshape = list(mask.get_size())
+    counts = scan.lower_cumsum(ctx, reshape(mask, [product(mshape)]), 0)
+    load, strides = counts.make_loader(), contiguous_strides(mshape)
+
+    def rank(ops: Any, at: Index) -> Any:
+        flat = sympy.Add(*[i * st for i, st in zip(at, strides, strict=True)])
+        return ops.sub(load(ops, [flat]), ops.constant(1, torch.int64))
+
+    return rank
+
+
+def _single_mask(indices: Sequence[TensorValue | None]) -> tuple[int, TensorValue]:
+    """(position, mask) of index_put's one mask index, the others None."""
+    tensors = [(k, t) for k, t in enumerate(indices) if t is not None]
+    if len(tensors) != 1:
+        raise ValueError(
+            "index_put: a boolean mask together with other index tensors selects a "
+            "data-dependent set of positions"
+        )
+    return tensors[0]
 
 
 def _match(ops: Any, adv: _Advanced, batch: Index, at: Sequence[Expr]) -> Any:
@@ -479,6 +615,7 @@ def register(registry: LoweringRegistry) -> None:
     reg(aten.index_select.default)(lambda ctx, x, dim, index: index_select(x, dim, index))
     reg(aten.gather.default)(lambda ctx, x, dim, index, *, sparse_grad=False: gather(x, dim, index))
     reg(aten.index.Tensor)(lambda ctx, x, indices: index(x, indices))
+    reg(aten.take.default)(lambda ctx, x, index: take(x, index))
     reg(aten.index_put.default)(index_put)
     reg(aten.slice_scatter.default)(
         lambda ctx, x, src, dim=0, start=None, end=None, step=1: slice_scatter(

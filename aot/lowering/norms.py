@@ -1,7 +1,10 @@
-"""Normalisation lowerings: native_layer_norm, native_group_norm and batch
-norm in inference (_native_batch_norm_legit_no_training, native_batch_norm
-with training=False) or with batch statistics and no running stats
-(_native_batch_norm_legit.no_stats, which instance_norm becomes).
+"""Normalisation lowerings: native_layer_norm, native_group_norm, batch norm
+in inference (_native_batch_norm_legit_no_training, native_batch_norm with
+training=False), with batch statistics and no running stats
+(_native_batch_norm_legit.no_stats, which instance_norm becomes), and in
+training mode with running statistics (_native_batch_norm_legit_functional,
+_batch_norm_with_update_functional: what export makes of F.batch_norm with
+training=True); and embedding_renorm (F.embedding's max_norm: row norms).
 
 Statistics are one Welford reduction (reductions.welford_moments, [Note:
 multi-output reductions] in ir/nodes.py): the mean and the sum of squared
@@ -9,7 +12,10 @@ deviations m2 in one pass, accumulated in float32 for bf16/fp16; rstd =
 rsqrt(m2 / N + eps). The normalised output is an
 unrealized Pointwise ((x - mean) * rstd * weight + bias, computed in float32
 and cast back), so it fuses into its readers. The extra outputs (mean, rstd)
-have eager's shapes and dtypes; batch norm's dead ones are zero-size.
+have eager's shapes and dtypes; batch norm's dead ones are zero-size. The
+functional training ops also return the new running statistics,
+(1 - momentum) * running + momentum * batch (the variance unbiased, m2 /
+(N - 1)), computed in double like eager's CPU kernel.
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ from typing import Any
 import sympy
 import torch
 
-from ..ir.nodes import GenericView, Loader, Pointwise, TensorValue
+from ..ir.nodes import ComputedBuffer, GenericView, Loader, Pointwise, Reduction, TensorValue
 from ..ir.symbols import FloorDiv
 from .common import compute_dtype, to_loader
 from .context import LoweringContext
-from .reductions import broadcast_reduced, keep_dims, map_reduced, welford_moments
+from .reductions import _vector_norm, broadcast_reduced, keep_dims, map_reduced, welford_moments
 from .registry import LoweringRegistry
 
 aten = torch.ops.aten
@@ -137,19 +143,30 @@ def _batch_norm_inference(
     return out, _empty(stats_dtype), _empty(stats_dtype)
 
 
+def _batch_moments(
+    ctx: LoweringContext, x: TensorValue
+) -> tuple[ComputedBuffer, ComputedBuffer, sympy.Expr]:
+    """(mean[C], m2[C], N) of x over every dim but 1: one Welford pass."""
+    dims = [d for d in range(len(x.get_size())) if d != 1]
+    return welford_moments(ctx, x, dims, compute_dtype(x.dtype))
+
+
 def _batch_norm_batch_stats(
     ctx: LoweringContext,
     x: TensorValue,
     weight: TensorValue | None,
     bias: TensorValue | None,
     eps: float,
+    moments: tuple[ComputedBuffer, ComputedBuffer, sympy.Expr] | None = None,
 ) -> tuple[TensorValue, TensorValue, TensorValue]:
-    """Normalises with the batch's own statistics over every dim but 1 (no
-    running stats to update): (out, mean[C], invstd[C])."""
+    """Normalises with the batch's own statistics over every dim but 1:
+    (out, save_mean[C], save_invstd[C]), the saved statistics in x's dtype
+    as on CPU (torch's decomposition casts them; eager's CPU kernel keeps
+    them in the parameters' dtype, the same unless those are mixed)."""
     ndim = len(x.get_size())
     dims = [d for d in range(ndim) if d != 1]
     acc = compute_dtype(x.dtype)
-    mean, m2, n = welford_moments(ctx, x, dims, acc)
+    mean, m2, n = moments or _batch_moments(ctx, x)
     rstd = _rstd(m2, n, eps, acc)
     out = _normalized(
         x,
@@ -158,7 +175,84 @@ def _batch_norm_batch_stats(
         _param_loader(weight, acc, [1]),
         _param_loader(bias, acc, [1]),
     )
-    return out, _cast(mean, acc), _cast(rstd, acc)
+    return out, _cast(mean, x.dtype), _cast(rstd, x.dtype)
+
+
+def _running_update(
+    running: TensorValue,
+    batch: TensorValue,
+    scale: sympy.Expr | float,
+    momentum: float,
+    dtype: torch.dtype,
+) -> Pointwise:
+    """momentum * batch * scale + (1 - momentum) * running, in double as
+    eager's CPU kernel updates running stats, stored as |dtype|."""
+    load_r, load_b = to_loader(running, torch.float64), to_loader(batch, torch.float64)
+    load_scale = to_loader(scale, torch.float64)
+
+    def inner(ops: Any, index: Sequence[sympy.Expr]) -> Any:
+        new = ops.mul(ops.mul(load_b(ops, index), load_scale(ops, index)), _f64(ops, momentum))
+        old = ops.mul(load_r(ops, index), _f64(ops, 1.0 - momentum))
+        return ops.to_dtype(ops.add(new, old), dtype)
+
+    return Pointwise(list(running.get_size()), dtype, inner)
+
+
+def _f64(ops: Any, value: float) -> Any:
+    return ops.constant(float(value), torch.float64)
+
+
+def _batch_norm_functional(
+    ctx: LoweringContext,
+    x: TensorValue,
+    weight: TensorValue | None,
+    bias: TensorValue | None,
+    running_mean: TensorValue,
+    running_var: TensorValue,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> tuple[TensorValue, ...]:
+    """_native_batch_norm_legit_functional: (out, save_mean, save_invstd,
+    new running_mean, new running_var). Training normalises with the batch
+    statistics and moves the running ones towards them by |momentum|, the
+    variance unbiased (m2 / (N - 1)); inference uses the running statistics,
+    returned unchanged. New running statistics come in the input's compute
+    dtype (float32 for bf16; the graph casts them back), as export says."""
+    stats_dtype = torch.promote_types(compute_dtype(x.dtype), running_mean.dtype)
+    if not training:
+        out, _, _ = _batch_norm_inference(x, weight, bias, running_mean, running_var, eps)
+        copies = [
+            map_reduced(r, stats_dtype, lambda ops, v: v) for r in (running_mean, running_var)
+        ]
+        return out, _empty(x.dtype), _empty(x.dtype), *copies
+    moments = _batch_moments(ctx, x)
+    out, save_mean, save_invstd = _batch_norm_batch_stats(ctx, x, weight, bias, eps, moments)
+    mean, m2, n = moments
+    new_mean = _running_update(running_mean, mean, sympy.Integer(1), momentum, stats_dtype)
+    # Unbiased variance m2 / (N - 1); N == 1 gives eager's 0 / 0.
+    unbiased = float("nan") if n == 1 else 1 / (n - 1)
+    new_var = _running_update(running_var, m2, unbiased, momentum, stats_dtype)
+    return out, save_mean, save_invstd, new_mean, new_var
+
+
+def _batch_norm_with_update(
+    ctx: LoweringContext,
+    x: TensorValue,
+    weight: TensorValue | None,
+    bias: TensorValue | None,
+    running_mean: TensorValue,
+    running_var: TensorValue,
+    momentum: float,
+    eps: float,
+) -> tuple[TensorValue, ...]:
+    """_batch_norm_with_update_functional: training batch norm as
+    _batch_norm_functional, plus an empty uint8 "reserve" (cuDNN's) as the
+    fourth output."""
+    out, save_mean, save_invstd, new_mean, new_var = _batch_norm_functional(
+        ctx, x, weight, bias, running_mean, running_var, True, momentum, eps
+    )
+    return out, save_mean, save_invstd, _empty(torch.uint8), new_mean, new_var
 
 
 def _no_training(
@@ -254,6 +348,70 @@ def _group_norm(
     return out, _cast(mean, x.dtype), _cast(rstd, x.dtype)
 
 
+def _embedding_renorm(
+    ctx: LoweringContext,
+    weight: TensorValue,
+    indices: TensorValue,
+    max_norm: float,
+    norm_type: float,
+) -> Pointwise:
+    """The functional embedding_renorm_ (F.embedding's max_norm): weight with
+    every row that |indices| names rescaled by max_norm / (norm + 1e-7) where
+    its norm_type-norm exceeds max_norm. Eager's CPU loop does it row by row;
+    here the row norms are one reduction, membership in |indices| an "any"
+    reduction, and the result a where. Numerics as eager: the norm in the
+    weight's dtype (bf16 rounds it), the scale in double rounded to the
+    weight's dtype, the product in float32 rounded once."""
+    if len(weight.get_size()) != 2:
+        raise ValueError(f"embedding_renorm: weight must be 2-d, got {weight.get_size()}")
+    rows = weight.get_size()[0]
+    member = _referenced_rows(ctx, rows, indices)
+    load_norm = to_loader(_vector_norm(ctx, weight, norm_type, dim=1), torch.float64)
+    load_member = member.make_loader()
+    acc, dtype = compute_dtype(weight.dtype), weight.dtype
+    load_w = to_loader(weight, acc)
+
+    def inner(ops: Any, index: Sequence[sympy.Expr]) -> Any:
+        norm = load_norm(ops, index[:1])
+        limit = ops.constant(float(max_norm), torch.float64)
+        rescale = ops.logical_and(load_member(ops, index[:1]), ops.gt(norm, limit))
+        denominator = ops.add(norm, ops.constant(1e-7, torch.float64))
+        # Eager's C++ `row *= scale` rounds the double scale to the row's dtype.
+        scale = ops.to_dtype(ops.to_dtype(ops.truediv(limit, denominator), dtype), acc)
+        value = load_w(ops, index)
+        value = ops.where(rescale, ops.mul(value, scale), value)
+        return value if dtype == acc else ops.to_dtype(value, dtype)
+
+    return Pointwise(list(weight.get_size()), dtype, inner)
+
+
+def _referenced_rows(
+    ctx: LoweringContext, rows: sympy.Expr, indices: TensorValue
+) -> ComputedBuffer:
+    """bool[rows]: whether |indices| names each row (negative indices wrap
+    once, as eager's self[i] does; others out of range are errors)."""
+    if indices.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"embedding_renorm: indices must be int32 or int64, got {indices.dtype}")
+    ishape = list(indices.get_size())
+    load_i = indices.make_loader()
+
+    def hit(ops: Any, index: Sequence[sympy.Expr], rindex: Sequence[sympy.Expr]) -> Any:
+        at = load_i(ops, rindex[: len(ishape)])  # (a 0-d index reduces over [1])
+        row = ops.indirect_indexing(at, rows, "embedding_renorm: index")
+        return ops.eq(ops.index_expr(row, torch.int64), ops.index_expr(index[0], torch.int64))
+
+    return ctx.reduce(
+        Reduction(
+            [rows],
+            torch.bool,
+            reduction_ranges=ishape or [sympy.Integer(1)],
+            reduction_type="any",
+            inner_fn=hit,
+            src_dtype=torch.bool,
+        )
+    )
+
+
 def register(registry: LoweringRegistry) -> None:
     registry.register(aten.native_layer_norm.default)(_layer_norm)
     registry.register(aten._native_batch_norm_legit_no_training.default)(_no_training)
@@ -261,3 +419,6 @@ def register(registry: LoweringRegistry) -> None:
     registry.register(aten._native_batch_norm_legit.default)(_native_batch_norm)
     registry.register(aten._native_batch_norm_legit.no_stats)(_no_stats)
     registry.register(aten.native_group_norm.default)(_group_norm)
+    registry.register(aten._native_batch_norm_legit_functional.default)(_batch_norm_functional)
+    registry.register(aten._batch_norm_with_update_functional.default)(_batch_norm_with_update)
+    registry.register(aten.embedding_renorm.default)(_embedding_renorm)

@@ -7,7 +7,8 @@ two extern kernels (aot/codegen/cpp/include/aotc_cpu_scatter.h), each
   overloads), scatter_add, scatter_reduce.two (sum, prod, mean, amax, amin,
   include_self both ways) and index_reduce (its 1-D index read as a
   stride-0 view broadcast over the source). Inputs: self, index (int64),
-  then src unless params["value"] holds a scalar. Indices are not wrapped:
+  then src unless params["value"] holds a scalar; int32 indices are widened
+  to int64 first. Indices are not wrapped:
   a negative or too-large index is a run-time OUT_OF_RANGE error, as eager
   raises.
 - kind "index_put": index_put with more than indexing.MAX_REDUCTION_INDICES
@@ -179,8 +180,12 @@ def scatter(
     scattered along |dim| at |index|, optionally reduced (REDUCTIONS)."""
     dtype = self.dtype
     _check_dtype(op, dtype)
+    if index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{op}: index must be int64 or int32, got {index.dtype}")
     if index.dtype != torch.int64:
-        raise TypeError(f"{op}: index must be int64, got {index.dtype}")
+        # The kernel reads int64 positions: widen int32 ones (a copy of the
+        # index, small next to the scatter itself).
+        index = identity(index, torch.int64)
     if reduce != "none" and reduce not in REDUCTIONS:
         raise ValueError(f"{op}: unknown reduction {reduce!r} (expected one of {REDUCTIONS})")
     shape = list(self.get_size())

@@ -28,6 +28,9 @@ what the scheduler kept local. An outer value that is also stored (a
 reduction the graph reads elsewhere) stays in its register for later aligned
 reads in the kernel.
 
+A kernel whose outer ranges are statically empty has an empty body ([Note:
+empty tensors] in aot/ir/symbols.py).
+
 Indirect indices are bounds-checked (aotc_rt::checked_index); after the loop
 the kernel returns AOTC_ABI_OUT_OF_RANGE with a message naming its debug
 handle. All index arithmetic is int64.
@@ -487,21 +490,17 @@ class _KernelPrinter:
 
     def render(self) -> str:
         kernel = self.kernel
+        out = self._header()
+        if product(list(kernel.outer)) == 0:
+            # Nothing to write; an empty inner range under a non-empty outer
+            # one is an ordinary kernel ([Note: empty tensors]).
+            out += ["  (void)ctx;  // empty", "  return AOTC_ABI_OK;", "}"]
+            return "\n".join(out) + "\n"
         self._body()
         body = self.writer.lines
         loop_var, decompose = self._decompose()
         numel = self.index(product(list(self.par_sizes)))
         grain = self._grain()
-
-        origins: list[str] = []
-        for node in kernel.nodes:
-            origins.extend(o for o in node.origins if o not in origins)
-        out = [f"// {self.debug_handle}"]
-        if origins:
-            out.append(f"// origins: {', '.join(origins)}")
-        if kernel.bytes_read != 0 or kernel.bytes_written != 0:
-            out.append(f"// bytes: read {kernel.bytes_read}, written {kernel.bytes_written}")
-        out.append(f"static int32_t {kernel.name}(const aotc_rt::KernelContext& ctx) {{")
         for symbol, local in self.size_locals.items():
             out.append(f"  const int64_t {local} = {self.size_expr(symbol)};")
         for name in dict.fromkeys([*self.ops.loaded, *self.ops.stored]):
@@ -519,6 +518,20 @@ class _KernelPrinter:
         out.extend(self._returns())
         out.append("}")
         return "\n".join(out) + "\n"
+
+    def _header(self) -> list[str]:
+        """The comments and the signature line."""
+        kernel = self.kernel
+        origins: list[str] = []
+        for node in kernel.nodes:
+            origins.extend(o for o in node.origins if o not in origins)
+        out = [f"// {self.debug_handle}"]
+        if origins:
+            out.append(f"// origins: {', '.join(origins)}")
+        if kernel.bytes_read != 0 or kernel.bytes_written != 0:
+            out.append(f"// bytes: read {kernel.bytes_read}, written {kernel.bytes_written}")
+        out.append(f"static int32_t {kernel.name}(const aotc_rt::KernelContext& ctx) {{")
+        return out
 
     def _pointer_decl(self, name: str, written: bool) -> str:
         if name not in self.buffer_ids:
