@@ -86,7 +86,12 @@ class LoweringContext:
         realized = self.realize(value)
         if isinstance(realized, Buffer) and realized.layout.is_contiguous():
             return realized
-        if isinstance(realized, ReinterpretView) and realized.layout.is_contiguous():
+        if (
+            isinstance(realized, ReinterpretView)
+            and realized.layout.is_contiguous()
+            # A contiguous prefix (src[:6]) is not the whole buffer.
+            and sympy.simplify(realized.layout.numel() - realized.data.layout.numel()) == 0
+        ):
             return realized.data
         return self._compute_value(value)
 
