@@ -280,6 +280,31 @@ _TORCH_OPS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {
 }
 
 
+def _math_fn(name: str) -> Callable[..., torch.Tensor]:
+    """The torch function of a math_fn name (aot/ir/ops.py's MATH_FUNCTIONS)."""
+    if name == "frexp_mantissa":
+        return lambda x: torch.frexp(x).mantissa
+    if name == "frexp_exponent":
+        return lambda x: torch.frexp(x).exponent.to(x.dtype)
+    if name == "nextafter_bf16":
+        return lambda x, y: torch.nextafter(x.bfloat16(), y.bfloat16()).to(x.dtype)
+    if name == "polygamma":
+        return lambda n, x: torch.polygamma(int(n.flatten()[0]), x)
+    if name in ("asin", "acos", "asinh", "acosh", "atanh", "copysign", "hypot", "nextafter"):
+        return getattr(torch, name)
+    if name in ("lgamma", "digamma", "igamma", "igammac", "erfinv"):
+        return getattr(torch, name)
+    return getattr(torch.special, name)
+
+
+def _math_op(self: Interpreter, name: str, *values: torch.Tensor) -> torch.Tensor:
+    self.check_operands("float", *values)
+    return _math_fn(name)(*values)
+
+
+Interpreter.math_fn = _math_op  # type: ignore[attr-defined]
+
+
 def _torch_op(fn: Callable[..., torch.Tensor], kind: str) -> Callable[..., torch.Tensor]:
     def op(self: Interpreter, *values: torch.Tensor) -> torch.Tensor:
         self.check_operands(kind, *values)

@@ -62,6 +62,11 @@ AOTC_LOWERED_OPS: tuple[Any, ...] = (
     aten.upsample_bicubic2d,
     aten._upsample_bilinear2d_aa,
     aten._upsample_bicubic2d_aa,
+    # Their decompositions compute in float64 from unrounded endpoints; eager
+    # rounds to the result dtype first ([Note: linspace numerics] in
+    # aot/lowering/creation.py).
+    aten.linspace,
+    aten.logspace,
 )
 
 

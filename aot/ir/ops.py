@@ -123,6 +123,73 @@ class OpsHandler(Protocol[V]):
     def bitwise_or(self, a: V, b: V) -> V: ...
     def bitwise_xor(self, a: V, b: V) -> V: ...
 
+    # -- named math functions ------------------------------------------------------
+    def math_fn(self, name: str, *args: V) -> V:
+        """The scalar function MATH_FUNCTIONS[|name|] (see there) of float
+        operands of one dtype (lowering converts integers and upcasts
+        bf16/fp16); the result has that dtype."""
+        ...
+
+
+# [Note: math functions] Functions of float scalars that a backend takes from
+# its math library (libm, CUDA's libdevice) or its own helpers
+# (aotc_cpu_special.h), name -> arity. One op with a table instead of one
+# Protocol entry each: they share one shape (floats in, a float out, no
+# dtype rules of their own), and each handler maps a name to a function.
+# Argument order follows the aten op; integer-valued arguments (the n of
+# polygamma and of the orthogonal polynomials) arrive as floats and the
+# function truncates them, as eager does.
+MATH_FUNCTIONS: dict[str, int] = {
+    # inverse trigonometric and hyperbolic
+    **dict.fromkeys(("asin", "acos", "asinh", "acosh", "atanh"), 1),
+    # floating-point manipulation: frexp's mantissa and exponent (a float of
+    # an integer value); nextafter_bf16 steps to the next bfloat16
+    **dict.fromkeys(("frexp_mantissa", "frexp_exponent"), 1),
+    **dict.fromkeys(("copysign", "hypot", "nextafter", "nextafter_bf16"), 2),
+    # error function and gamma family
+    **dict.fromkeys(("erfc", "erfinv", "erfcx", "ndtri", "lgamma", "digamma"), 1),
+    **dict.fromkeys(("polygamma", "zeta", "igamma", "igammac"), 2),
+    # Bessel and Airy functions (i0/i1 are modified Bessel functions, *e
+    # scaled by exp(-|x|); scaled_modified_bessel_k* by exp(x))
+    **dict.fromkeys(
+        (
+            "i0",
+            "i0e",
+            "i1",
+            "i1e",
+            "bessel_j0",
+            "bessel_j1",
+            "bessel_y0",
+            "bessel_y1",
+            "modified_bessel_k0",
+            "modified_bessel_k1",
+            "scaled_modified_bessel_k0",
+            "scaled_modified_bessel_k1",
+            "spherical_bessel_j0",
+            "airy_ai",
+        ),
+        1,
+    ),
+    # orthogonal polynomials p_n(x): arguments (x, n)
+    **dict.fromkeys(
+        (
+            "chebyshev_polynomial_t",
+            "chebyshev_polynomial_u",
+            "chebyshev_polynomial_v",
+            "chebyshev_polynomial_w",
+            "shifted_chebyshev_polynomial_t",
+            "shifted_chebyshev_polynomial_u",
+            "shifted_chebyshev_polynomial_v",
+            "shifted_chebyshev_polynomial_w",
+            "hermite_polynomial_h",
+            "hermite_polynomial_he",
+            "laguerre_polynomial_l",
+            "legendre_polynomial_p",
+        ),
+        2,
+    ),
+}
+
 
 # The op names of the Protocol, for handlers that check their coverage.
 OP_NAMES: tuple[str, ...] = tuple(
@@ -163,6 +230,9 @@ class PrintHandler(Generic[V]):
 
     def where(self, cond: str, a: str, b: str) -> str:
         return f"where({cond}, {a}, {b})"
+
+    def math_fn(self, name: str, *args: str) -> str:
+        return f"{name}({', '.join(str(a) for a in args)})"
 
 
 def _printer(name: str) -> Callable[..., str]:

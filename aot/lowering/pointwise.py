@@ -473,6 +473,171 @@ def _elu(
     return make_pointwise(body, x)
 
 
+# -- named math functions ([Note: math functions] in aot/ir/ops.py) ------------------
+
+# Unary float functions: integer inputs compute in the default float dtype.
+_MATH_UNARY: dict[Any, str] = {
+    aten.asin.default: "asin",
+    aten.acos.default: "acos",
+    aten.asinh.default: "asinh",
+    aten.acosh.default: "acosh",
+    aten.atanh.default: "atanh",
+    aten.erfc.default: "erfc",
+    aten.erfinv.default: "erfinv",
+    aten.lgamma.default: "lgamma",
+    aten.digamma.default: "digamma",
+    aten.i0.default: "i0",
+    aten.special_i0e.default: "i0e",
+    aten.special_i1.default: "i1",
+    aten.special_i1e.default: "i1e",
+    aten.special_ndtri.default: "ndtri",
+    aten.special_erfcx.default: "erfcx",
+    aten.special_bessel_j0.default: "bessel_j0",
+    aten.special_bessel_j1.default: "bessel_j1",
+    aten.special_bessel_y0.default: "bessel_y0",
+    aten.special_bessel_y1.default: "bessel_y1",
+    aten.special_modified_bessel_i0.default: "i0",
+    aten.special_modified_bessel_i1.default: "i1",
+    aten.special_modified_bessel_k0.default: "modified_bessel_k0",
+    aten.special_modified_bessel_k1.default: "modified_bessel_k1",
+    aten.special_scaled_modified_bessel_k0.default: "scaled_modified_bessel_k0",
+    aten.special_scaled_modified_bessel_k1.default: "scaled_modified_bessel_k1",
+    aten.special_spherical_bessel_j0.default: "spherical_bessel_j0",
+    aten.special_airy_ai.default: "airy_ai",
+}
+
+# Binary float functions (tensor or scalar operands, promoted together).
+_MATH_BINARY: dict[str, str] = {
+    "copysign": "copysign",
+    "hypot": "hypot",
+    "igamma": "igamma",
+    "igammac": "igammac",
+    "special_zeta": "zeta",
+    **{
+        f"special_{name}": name
+        for name in (
+            "chebyshev_polynomial_t",
+            "chebyshev_polynomial_u",
+            "chebyshev_polynomial_v",
+            "chebyshev_polynomial_w",
+            "shifted_chebyshev_polynomial_t",
+            "shifted_chebyshev_polynomial_u",
+            "shifted_chebyshev_polynomial_v",
+            "shifted_chebyshev_polynomial_w",
+            "hermite_polynomial_h",
+            "hermite_polynomial_he",
+            "laguerre_polynomial_l",
+            "legendre_polynomial_p",
+        )
+    },
+}
+
+
+def _math_unary(name: str) -> Callable[..., Pointwise]:
+    def lower(ctx: LoweringContext, x: TensorValue) -> Pointwise:
+        return make_pointwise(
+            lambda ops, v: ops.math_fn(name, v), x, promotion=Promotion.INT_TO_FLOAT
+        )
+
+    return lower
+
+
+def _math_binary(name: str) -> Callable[..., Pointwise]:
+    def lower(ctx: LoweringContext, a: ValueOrScalar, b: ValueOrScalar) -> Pointwise:
+        body = lambda ops, x, y: ops.math_fn(name, x, y)  # noqa: E731
+        return make_pointwise(body, a, b, promotion=Promotion.INT_TO_FLOAT)
+
+    return lower
+
+
+def _polygamma(ctx: LoweringContext, n: int, x: TensorValue) -> Pointwise:
+    """n arrives as a float operand (math functions take one dtype)."""
+    dtype, _ = elementwise_dtypes(x, promotion=Promotion.INT_TO_FLOAT)
+
+    def body(ops: Any, v: Any) -> Any:
+        return ops.math_fn("polygamma", ops.constant(float(n), dtype), v)
+
+    return make_pointwise(body, x, promotion=Promotion.INT_TO_FLOAT)
+
+
+def _nextafter(ctx: LoweringContext, a: TensorValue, b: TensorValue) -> Pointwise:
+    """Steps of the result dtype: a bfloat16 result moves to the next bfloat16."""
+    _, result = elementwise_dtypes(a, b)
+    if result == torch.float16:
+        raise NotImplementedError("nextafter: aotc has no float16 step")
+    name = "nextafter_bf16" if result == torch.bfloat16 else "nextafter"
+    return make_pointwise(lambda ops, x, y: ops.math_fn(name, x, y), a, b)
+
+
+def _ldexp(ctx: LoweringContext, x: TensorValue, other: TensorValue) -> Pointwise:
+    """x * 2^other, rounded once to the promoted dtype (as eager)."""
+    dtype, _ = elementwise_dtypes(x, other, promotion=Promotion.INT_TO_FLOAT)
+    body = lambda ops, v, e: ops.mul(v, ops.pow(ops.constant(2.0, dtype), e))  # noqa: E731
+    return make_pointwise(body, x, other, promotion=Promotion.INT_TO_FLOAT)
+
+
+def _signbit(ctx: LoweringContext, x: TensorValue) -> Pointwise:
+    """Sign bit set: true for -0.0 and negative NaNs (copysign reads the bit)."""
+    dtype = compute_dtype(x.dtype)
+
+    def body(ops: Any, v: Any) -> Any:
+        if dtype == torch.bool:
+            return ops.constant(False, torch.bool)
+        if not is_float(dtype):
+            return ops.lt(v, ops.constant(0, dtype))
+        one, zero = ops.constant(1.0, dtype), ops.constant(0.0, dtype)
+        return ops.lt(ops.math_fn("copysign", one, v), zero)
+
+    return make_pointwise(body, x, promotion=Promotion.ALWAYS_BOOL)
+
+
+def _frexp(ctx: LoweringContext, x: TensorValue) -> tuple[Pointwise, Pointwise]:
+    """(mantissa in x's dtype, int32 exponent)."""
+    if not is_float(x.dtype):
+        raise TypeError(f"frexp: expected a floating-point input, got {x.dtype}")
+    mantissa = make_pointwise(lambda ops, v: ops.math_fn("frexp_mantissa", v), x)
+    exponent = make_pointwise(
+        lambda ops, v: ops.math_fn("frexp_exponent", v), x, out_dtype=torch.int32
+    )
+    return mantissa, exponent
+
+
+def _angle(ctx: LoweringContext, x: TensorValue) -> Pointwise:
+    """Real inputs: pi for negatives, 0 otherwise, NaN kept."""
+    dtype, _ = elementwise_dtypes(x, promotion=Promotion.INT_TO_FLOAT)
+
+    def body(ops: Any, v: Any) -> Any:
+        zero = ops.constant(0.0, dtype)
+        negative = ops.where(ops.lt(v, zero), ops.constant(math.pi, dtype), zero)
+        return ops.where(ops.isnan(v), v, negative)
+
+    return make_pointwise(body, x, promotion=Promotion.INT_TO_FLOAT)
+
+
+def _functional_overloads(packet: Any) -> list[Any]:
+    """The overloads of |packet| that return a new tensor: Tensor and Scalar
+    operand variants, not out= nor the Python-number ones (copysign.float)."""
+    overloads = [getattr(packet, name) for name in packet.overloads()]
+    return [
+        o
+        for o in overloads
+        if not o._schema.is_mutable and str(o._schema.returns[0].type) == "Tensor"
+    ]
+
+
+def _register_math(registry: LoweringRegistry) -> None:
+    for target, name in _MATH_UNARY.items():
+        registry.register(target)(_math_unary(name))
+    for op, name in _MATH_BINARY.items():
+        registry.register(*_functional_overloads(getattr(aten, op)))(_math_binary(name))
+    registry.register(aten.polygamma.default)(_polygamma)
+    registry.register(aten.nextafter.default)(_nextafter)
+    registry.register(aten.ldexp.Tensor)(_ldexp)
+    registry.register(aten.signbit.default)(_signbit)
+    registry.register(aten.frexp.Tensor)(_frexp)
+    registry.register(aten.angle.default)(_angle)
+
+
 # -- conversions and copies -----------------------------------------------------------
 
 
@@ -552,6 +717,7 @@ def register(registry: LoweringRegistry) -> None:
     registry.register(aten.hardtanh.default)(_hardtanh)
     registry.register(aten.leaky_relu.default)(_leaky_relu)
     registry.register(aten.elu.default)(_elu)
+    _register_math(registry)
 
     registry.register(aten._to_copy.default)(_to_copy)
     # clone is views.py's (an alias: values are immutable in lowering).

@@ -218,6 +218,9 @@ class LoadRecorder:
     def bitwise_xor(self, a: Token, b: Token) -> Token:
         return _TOKEN
 
+    def math_fn(self, name: str, *args: Token) -> Token:
+        return _TOKEN
+
 
 def record_loads(
     data: Pointwise | Reduction,

@@ -30,6 +30,7 @@ import numpy as np
 import sympy
 import torch
 
+from ...ir.ops import MATH_FUNCTIONS
 from ...ir.symbols import FloorDiv, ModularIndexing
 
 
@@ -666,3 +667,16 @@ class CppOpsHandler:
 
     def bitwise_xor(self, a: CppValue, b: CppValue) -> CppValue:
         return self._bitwise("^", a, b)
+
+    # -- named math functions ([Note: math functions] in aot/ir/ops.py) ------------
+    def math_fn(self, name: str, *args: CppValue) -> CppValue:
+        """``aotc_math::name(args)``: std:: functions wrapped in
+        aotc_cpu_math.h, the special functions in aotc_cpu_special.h."""
+        if MATH_FUNCTIONS.get(name) != len(args):
+            raise CodegenError(f"math_fn {name!r} with {len(args)} operands")
+        values = [self._float(a) for a in args]
+        dtype = values[0].dtype
+        for value in values[1:]:
+            dtype = torch.promote_types(dtype, value.dtype)
+        operands = ", ".join(self._as(v, dtype).expr for v in values)
+        return self._emit(f"aotc_math::{name}({operands})", dtype)

@@ -418,4 +418,67 @@ inline T welford_mean(T mean, T weight) {
   return weight > T(0) ? mean : std::numeric_limits<T>::quiet_NaN();
 }
 
+// ---------------------------------------------------------------------------
+// Library math functions (math_fn names of aot/ir/ops.py; the special
+// functions are in aotc_cpu_special.h). std:: gives eager's CPU values: its
+// kernels call the same libm or Sleef functions of <= 1 ulp error.
+// ---------------------------------------------------------------------------
+
+#define AOTC_LIBM_UNARY(name) \
+  template <typename T>       \
+  inline T name(T x) {        \
+    return std::name(x);      \
+  }
+AOTC_LIBM_UNARY(asin)
+AOTC_LIBM_UNARY(acos)
+AOTC_LIBM_UNARY(asinh)
+AOTC_LIBM_UNARY(acosh)
+AOTC_LIBM_UNARY(atanh)
+AOTC_LIBM_UNARY(erfc)
+AOTC_LIBM_UNARY(lgamma)
+#undef AOTC_LIBM_UNARY
+
+template <typename T>
+inline T copysign(T a, T b) {
+  return std::copysign(a, b);
+}
+
+template <typename T>
+inline T hypot(T a, T b) {
+  return std::hypot(a, b);
+}
+
+template <typename T>
+inline T nextafter(T a, T b) {
+  return std::nextafter(a, b);
+}
+
+// The bfloat16 after |a| towards |b| (both bfloat16 values held in float),
+// as c10's nextafter of BFloat16: a step of the 16-bit pattern.
+inline float nextafter_bf16(float a, float b) {
+  if (a != a || b != b) return a + b;
+  if (a == b) return b;
+  if (a == 0) return std::copysign(bf16_to_float(1), b);  // the smallest subnormal
+  const uint16_t bits = float_to_bf16(a);
+  const bool away_from_zero = (b > a) == (a > 0);
+  return bf16_to_float(static_cast<uint16_t>(away_from_zero ? bits + 1 : bits - 1));
+}
+
+// frexp's two results: mantissa in [0.5, 1) with x's sign, and the exponent
+// (as a float: math_fn results keep the operand dtype).
+template <typename T>
+inline T frexp_mantissa(T x) {
+  int exponent = 0;
+  return std::frexp(x, &exponent);
+}
+
+template <typename T>
+inline T frexp_exponent(T x) {
+  int exponent = 0;
+  std::frexp(x, &exponent);
+  return static_cast<T>(exponent);
+}
+
 }  // namespace aotc_math
+
+#include "aotc_cpu_special.h"
