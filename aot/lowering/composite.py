@@ -28,7 +28,7 @@ from .common import (
     to_loader,
 )
 from .context import LoweringContext
-from .reductions import _vector_norm, make_reduction
+from .reductions import make_reduction, vector_norm
 from .registry import LoweringRegistry
 
 aten = torch.ops.aten
@@ -332,7 +332,7 @@ def lower_cdist(
     form for p=2 is a speed trade eager makes at some accuracy cost)."""
     a, b = views.unsqueeze(x1, -2), views.unsqueeze(x2, -3)
     diff = make_pointwise(lambda ops, u, v: ops.sub(u, v), a, b)
-    return _vector_norm(ctx, diff, float(p), [-1])
+    return vector_norm(ctx, diff, float(p), [-1])
 
 
 def _pair_row(ops: Any, k: Any, n: Expr) -> Any:
@@ -377,14 +377,14 @@ def lower_pdist(ctx: LoweringContext, x: TensorValue, p: float = 2.0) -> TensorV
         value = ops.sub(load_x(ops, [at_i, idx[1]]), load_x(ops, [at_j, idx[1]]))
         return finish(ops, value, cdt, x.dtype)
 
-    return _vector_norm(ctx, Pointwise([pairs, m], x.dtype, diff), float(p), [-1])
+    return vector_norm(ctx, Pointwise([pairs, m], x.dtype, diff), float(p), [-1])
 
 
 def lower_dist(ctx: LoweringContext, a: TensorValue, b: TensorValue, p: float = 2) -> TensorValue:
     """norm(a - b, p) over every element (eager rounds the difference to the
     input dtype first, so does this)."""
     diff = make_pointwise(lambda ops, u, v: ops.sub(u, v), a, b)
-    return _vector_norm(ctx, diff, float(p))
+    return vector_norm(ctx, diff, float(p))
 
 
 # -- nonzero_static --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ..ir.nodes import ComputedBuffer, GenericView, Loader, Pointwise, Reduction
 from ..ir.symbols import FloorDiv
 from .common import compute_dtype, to_loader
 from .context import LoweringContext
-from .reductions import _vector_norm, broadcast_reduced, keep_dims, map_reduced, welford_moments
+from .reductions import broadcast_reduced, keep_dims, map_reduced, vector_norm, welford_moments
 from .registry import LoweringRegistry
 
 aten = torch.ops.aten
@@ -366,7 +366,7 @@ def _embedding_renorm(
         raise ValueError(f"embedding_renorm: weight must be 2-d, got {weight.get_size()}")
     rows = weight.get_size()[0]
     member = _referenced_rows(ctx, rows, indices)
-    load_norm = to_loader(_vector_norm(ctx, weight, norm_type, dim=1), torch.float64)
+    load_norm = to_loader(vector_norm(ctx, weight, norm_type, dim=1), torch.float64)
     load_member = member.make_loader()
     acc, dtype = compute_dtype(weight.dtype), weight.dtype
     load_w = to_loader(weight, acc)

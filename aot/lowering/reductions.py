@@ -376,7 +376,7 @@ def _logsumexp(
     return keep_dims(result, sizes, dims, keepdim)
 
 
-def _vector_norm(
+def vector_norm(
     ctx: LoweringContext,
     x: TensorValue,
     ord: float = 2,  # noqa: A002 (aten's argument name)
@@ -435,4 +435,4 @@ def register(registry: LoweringRegistry) -> None:
     registry.register(aten._softmax.default)(_softmax_like(log=False))
     registry.register(aten._log_softmax.default)(_softmax_like(log=True))
     registry.register(aten.logsumexp.default)(_logsumexp)
-    registry.register(aten.linalg_vector_norm.default)(_vector_norm)
+    registry.register(aten.linalg_vector_norm.default)(vector_norm)
