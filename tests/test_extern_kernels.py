@@ -1027,16 +1027,16 @@ def test_refuses_unsupported() -> None:
     with pytest.raises(NotImplementedError, match="dropout"):
         q = _input("q", [1, 1, 2, 2])
         _lower(extern.lower_sdpa, q, q, q, None, 0.1)
-    with pytest.raises(NotImplementedError, match="conv1d and conv2d"):
+    with pytest.raises(NotImplementedError, match="conv1d, conv2d and conv3d"):
         _lower(
             extern.lower_convolution,
-            _input("x", [1, 1, 2, 2, 2]),
-            _input("w", [1, 1, 1, 1, 1]),
+            _input("x", [1, 1, 2, 2, 2, 2]),
+            _input("w", [1, 1, 1, 1, 1, 1]),
             None,
-            [1, 1, 1],
-            [0, 0, 0],
-            [1, 1, 1],
+            [1, 1, 1, 1],
+            [0, 0, 0, 0],
+            [1, 1, 1, 1],
             False,
-            [0, 0, 0],
+            [0, 0, 0, 0],
             1,
         )

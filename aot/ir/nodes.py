@@ -248,7 +248,7 @@ class GenericView:
 @dataclass(eq=False)
 class ExternKernel:
     """A call to a hand-written or template kernel. |kind| names it (e.g.
-    "addmm", "convolution", "max_pool2d", "sdpa"); |inputs| are views of
+    "addmm", "convolution", "max_pool", "sdpa"); |inputs| are views of
     buffers (strides are passed to the kernel, so transposed operands cost no
     copy); |outputs| are the contiguous buffers it writes; |params| holds the
     op's scalar arguments (stride, padding, alpha, is_causal ...)."""

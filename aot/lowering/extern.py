@@ -1,16 +1,20 @@
-"""Lowerings to extern kernels: GEMM (mm, addmm, bmm), convolution (1-D, 2-D,
-transposed, grouped), pooling (max, average, adaptive average) and scaled
-dot-product attention.
+"""Lowerings to extern kernels: GEMM (mm, addmm, bmm), convolution (1-, 2-
+and 3-D, transposed, grouped), pooling (max, average, adaptive average and
+max, 1- to 3-D, and max pooling's gradient) and scaled dot-product
+attention.
 
 [Note: extern lowering] Each op becomes one ExternKernel whose inputs are
 realized values: buffers and strided views stay as they are (a transposed
 weight or an expanded batch is read in place through its strides); anything
 unrealized is computed into a contiguous buffer first. Inputs are reshaped,
-without copies, into the operand ranks the kernel takes (conv1d and
-unbatched pooling gain a size-1 dim, an addmm bias is broadcast to [M, N]
-with stride 0, attention operands become 4-D) — aot/codegen/cpp/
-extern_calls.py, [Note: extern kernel operands], lists them per kind.
-Output sizes are symbolic; pooling and convolution use FloorDiv.
+without copies, into the operand ranks the kernel takes (convolution and
+pooling operands become 5-D [N, C, D, H, W]: 2-D ones gain a size-1 depth,
+1-D ones a height too, unbatched pooling inputs a batch; an addmm bias is
+broadcast to [M, N] with stride 0, attention operands become 4-D) —
+aot/codegen/cpp/extern_calls.py, [Note: extern kernel operands], lists them
+per kind. Spatial params (stride, padding, ...) are padded to three values
+the same way (depth and height first, with the values that make a size-1 dim
+a no-op). Output sizes are symbolic; pooling and convolution use FloorDiv.
 Kernels exist for float32 and bfloat16; other dtypes raise
 NotImplementedError naming the op.
 """
@@ -40,9 +44,19 @@ def register(registry: LoweringRegistry) -> None:
     registry.register(aten.bmm.default)(lower_bmm)
     registry.register(aten.convolution.default)(lower_convolution)
     registry.register(aten.max_pool2d_with_indices.default)(lower_max_pool2d_with_indices)
+    registry.register(aten.max_pool3d_with_indices.default)(lower_max_pool3d_with_indices)
+    registry.register(aten.max_pool2d_with_indices_backward.default)(
+        lower_max_pool2d_with_indices_backward
+    )
+    registry.register(aten.max_pool3d_with_indices_backward.default)(
+        lower_max_pool3d_with_indices_backward
+    )
     registry.register(aten.avg_pool2d.default)(lower_avg_pool2d)
+    registry.register(aten.avg_pool3d.default)(lower_avg_pool3d)
     registry.register(aten._adaptive_avg_pool2d.default)(lower_adaptive_avg_pool2d)
+    registry.register(aten._adaptive_avg_pool3d.default)(lower_adaptive_avg_pool3d)
     registry.register(aten.adaptive_max_pool2d.default)(lower_adaptive_max_pool2d)
+    registry.register(aten.adaptive_max_pool3d.default)(lower_adaptive_max_pool3d)
     registry.register(aten.scaled_dot_product_attention.default)(lower_sdpa)
     registry.register(aten._scaled_dot_product_flash_attention_for_cpu.default)(
         lower_sdpa_flash_for_cpu
@@ -110,17 +124,24 @@ def _broadcast(value: Strided, sizes: Sequence[Expr]) -> Strided:
     return _view(value, sizes, strides)
 
 
-def _pair(value: int | Sequence[int], name: str, op: str) -> list[int]:
-    """A 2-D int parameter: one value repeats; symbolic values are refused."""
+def _ints(value: int | Sequence[int], name: str, op: str, count: int) -> list[int]:
+    """|count| int parameters (one value repeats); symbolic values are refused."""
     values = [value] if isinstance(value, int | sympy.Integer) else list(value)
     if len(values) == 1:
-        values = values * 2
-    if len(values) != 2:
-        raise ValueError(f"{op}: {name} must have 1 or 2 values, got {values}")
+        values = values * count
+    if len(values) != count:
+        raise ValueError(f"{op}: {name} must have 1 or {count} values, got {values}")
     try:
         return [int(v) for v in values]
     except TypeError:
         raise NotImplementedError(f"{op}: symbolic {name} {values} is not supported") from None
+
+
+def _spatial3(value: int | Sequence[int], name: str, op: str, dims: int, neutral: int) -> list[int]:
+    """A parameter of |dims| spatial dims as the kernels' three (depth,
+    height, width): the missing leading dims get |neutral|, the value that
+    leaves a size-1 dim alone (stride 1, padding 0, ...)."""
+    return [neutral] * (3 - dims) + _ints(value, name, op, dims)
 
 
 def conv_output_size(size: Expr, kernel: int, stride: int, pad: int, dilation: int) -> Expr:
@@ -221,93 +242,141 @@ def lower_convolution(
     output_padding: Sequence[int],
     groups: int,
 ) -> Buffer:
+    op = "convolution"
     rx, rw = ctx.realize(x), ctx.realize(weight)
-    dtype = _kernel_dtype("convolution", rx, rw)
+    dtype = _kernel_dtype(op, rx, rw)
     rank = len(rx.get_size())
-    if rank == 3:  # conv1d: a 2-D convolution over [N, C, 1, L]
-        spatial = 1
-        rx, rw = _insert_dims(rx, 2), _insert_dims(rw, 2)
-        pad1 = [0, *_pair(padding, "padding", "convolution")[:1]]
-        stride2 = [1, *_pair(stride, "stride", "convolution")[:1]]
-        dil2 = [1, *_pair(dilation, "dilation", "convolution")[:1]]
-        outpad2 = [0, *_pair(output_padding or [0], "output_padding", "convolution")[:1]]
-    elif rank == 4:
-        spatial = 2
-        pad1 = _pair(padding, "padding", "convolution")
-        stride2 = _pair(stride, "stride", "convolution")
-        dil2 = _pair(dilation, "dilation", "convolution")
-        outpad2 = _pair(output_padding or [0], "output_padding", "convolution")
-    else:
+    if rank not in (3, 4, 5):
         raise NotImplementedError(
-            f"convolution of a {rank}-d input: aotc supports conv1d and conv2d (3-d and 4-d)"
+            f"convolution of a {rank}-d input: aotc supports conv1d, conv2d and conv3d "
+            "(3-d to 5-d inputs)"
         )
+    dims = rank - 2
+    strides = _spatial3(stride, "stride", op, dims, 1)
+    pads = _spatial3(padding, "padding", op, dims, 0)
+    dils = _spatial3(dilation, "dilation", op, dims, 1)
+    out_pads = _spatial3(output_padding or [0], "output_padding", op, dims, 0)
     groups = int(groups)
-    n, c_in, h, w = rx.get_size()
-    kh, kw = (int(s) for s in rw.get_size()[2:])
+    n, _, *size = rx.get_size()
+    kernel = [int(k) for k in rw.get_size()[2:]]
+    real = slice(3 - dims, 3)  # the op's own dims among the kernel's three
+    window = list(zip(size, kernel, strides[real], pads[real], dils[real], strict=True))
     if transposed:
         c_out = rw.get_size()[1] * groups
-        sizes_hw = [
-            conv_transpose_output_size(size, k, s, p, d, op)
-            for size, k, s, p, d, op in zip(
-                (h, w), (kh, kw), stride2, pad1, dil2, outpad2, strict=True
-            )
+        out_spatial = [
+            conv_transpose_output_size(*w, extra)
+            for w, extra in zip(window, out_pads[real], strict=True)
         ]
     else:
         c_out = rw.get_size()[0]
-        sizes_hw = [
-            conv_output_size(size, k, s, p, d)
-            for size, k, s, p, d in zip((h, w), (kh, kw), stride2, pad1, dil2, strict=True)
-        ]
-    out_size = [n, c_out, *sizes_hw] if spatial == 2 else [n, c_out, sizes_hw[1]]
-    _check_positive("convolution", out_size)
-    inputs: list[Strided] = [rx, rw]
+        out_spatial = [conv_output_size(*w) for w in window]
+    out_size = [n, c_out, *out_spatial]
+    _check_positive(op, out_size)
+    inputs: list[Strided] = [_insert_dims(rx, 2, 3 - dims), _insert_dims(rw, 2, 3 - dims)]
     if bias is not None:
         rbias = ctx.realize(bias)
-        _kernel_dtype("convolution", rx, rbias)
+        _kernel_dtype(op, rx, rbias)
         inputs.append(rbias)
     params = {
-        "stride": stride2,
-        "padding": pad1,
-        "dilation": dil2,
+        "stride": strides,
+        "padding": pads,
+        "dilation": dils,
         "transposed": bool(transposed),
-        "output_padding": outpad2,
+        "output_padding": out_pads,
         "groups": groups,
-        "spatial_dims": spatial,
+        "spatial_dims": dims,
     }
-    (out,) = ctx.extern("convolution", inputs, [(out_size, dtype)], params)
+    (out,) = ctx.extern(op, inputs, [(out_size, dtype)], params)
     return out
 
 
 # -- pooling -----------------------------------------------------------------------
 
 
-def _pool_input(op: str, ctx: LoweringContext, x: TensorValue) -> tuple[Strided, list[Expr]]:
-    """(x as a 4-D view, the output's leading dims)."""
+def _as_5d(op: str, value: Strided, dims: int) -> tuple[ReinterpretView, list[Expr]]:
+    """(|value|, an input of |dims|-d pooling, as a 5-D view [N, C, D, H, W]:
+    an unbatched value gains N, missing spatial dims size 1; the leading dims
+    of the op's output)."""
+    sizes = value.get_size()
+    if len(sizes) == dims + 1:
+        lead, value = sizes[:1], _insert_dims(value, 0)
+    elif len(sizes) == dims + 2:
+        lead = sizes[:2]
+    else:
+        raise ValueError(f"{op}: expected a {dims + 1}-d or {dims + 2}-d input, got {len(sizes)}-d")
+    return _insert_dims(value, 2, 3 - dims), list(lead)
+
+
+def _pool_input(
+    op: str, ctx: LoweringContext, x: TensorValue, dims: int
+) -> tuple[ReinterpretView, list[Expr]]:
+    """|x| realized, as _as_5d."""
     rx = ctx.realize(x)
     _kernel_dtype(op, rx)
-    sizes = rx.get_size()
-    if len(sizes) == 3:
-        return _insert_dims(rx, 0), sizes[:1]
-    if len(sizes) == 4:
-        return rx, sizes[:2]
-    raise ValueError(f"{op}: expected a 3-d or 4-d input, got {len(sizes)}-d")
+    return _as_5d(op, rx, dims)
 
 
 def _pool_params(
     op: str,
+    dims: int,
     kernel_size: Sequence[int],
     stride: Sequence[int],
     padding: int | Sequence[int],
     dilation: int | Sequence[int],
-) -> tuple[list[int], list[int], list[int], list[int]]:
-    kernel = _pair(kernel_size, "kernel_size", op)
-    strides = _pair(stride, "stride", op) if stride else kernel
-    pads = _pair(padding, "padding", op)
-    dils = _pair(dilation, "dilation", op)
-    for k, p in zip(kernel, pads, strict=True):
-        if p > k // 2:  # eager refuses it too; it would also allow empty windows
-            raise ValueError(f"{op}: padding {pads} must be at most half the kernel size {kernel}")
-    return kernel, strides, pads, dils
+) -> dict[str, list[int]]:
+    """kernel_size, stride, padding and dilation as three values each."""
+    kernel = _spatial3(kernel_size, "kernel_size", op, dims, 1)
+    params = {
+        "kernel_size": kernel,
+        "stride": _spatial3(stride, "stride", op, dims, 1) if stride else kernel,
+        "padding": _spatial3(padding, "padding", op, dims, 0),
+        "dilation": _spatial3(dilation, "dilation", op, dims, 1),
+    }
+    for k, pad in zip(kernel, params["padding"], strict=True):
+        if pad > k // 2:  # eager refuses it too; it would also allow empty windows
+            raise ValueError(
+                f"{op}: padding {params['padding'][3 - dims :]} must be at most half the "
+                f"kernel size {kernel[3 - dims :]}"
+            )
+    return params
+
+
+def _pool_output(
+    op: str, x5: ReinterpretView, dims: int, params: dict[str, list[int]], ceil_mode: bool
+) -> list[Expr]:
+    """The output sizes of the op's own spatial dims."""
+    window = zip(
+        x5.get_size()[2:],
+        params["kernel_size"],
+        params["stride"],
+        params["padding"],
+        params["dilation"],
+        strict=True,
+    )
+    sizes = [pool_output_size(*args, bool(ceil_mode)) for args in window][3 - dims :]
+    _check_positive(op, sizes)
+    return sizes
+
+
+def _max_pool(
+    ctx: LoweringContext,
+    op: str,
+    dims: int,
+    x: TensorValue,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: int | Sequence[int],
+    dilation: int | Sequence[int],
+    ceil_mode: bool,
+) -> tuple[Buffer, Buffer]:
+    x5, lead = _pool_input(op, ctx, x, dims)
+    window = _pool_params(op, dims, kernel_size, stride, padding, dilation)
+    size = [*lead, *_pool_output(op, x5, dims, window, ceil_mode)]
+    params = {**window, "ceil_mode": bool(ceil_mode), "dims": dims}
+    # The kernel fills indices only when the indices buffer is live
+    # (extern_calls passes nullptr for a dead one).
+    values, indices = ctx.extern("max_pool", [x5], [(size, x5.dtype), (size, torch.int64)], params)
+    return values, indices
 
 
 def lower_max_pool2d_with_indices(
@@ -320,28 +389,108 @@ def lower_max_pool2d_with_indices(
     ceil_mode: bool = False,
 ) -> tuple[Buffer, Buffer]:
     op = "max_pool2d_with_indices"
-    rx, lead = _pool_input(op, ctx, x)
-    kernel, strides, pads, dils = _pool_params(op, kernel_size, stride, padding, dilation)
-    h, w = rx.get_size()[2:]
-    out_hw = [
-        pool_output_size(size, k, s, p, d, bool(ceil_mode))
-        for size, k, s, p, d in zip((h, w), kernel, strides, pads, dils, strict=True)
-    ]
-    _check_positive(op, out_hw)
-    params = {
-        "kernel_size": kernel,
-        "stride": strides,
-        "padding": pads,
-        "dilation": dils,
-        "ceil_mode": bool(ceil_mode),
-    }
-    size = [*lead, *out_hw]
-    # The kernel fills indices only when the indices buffer is live
-    # (extern_calls passes nullptr for a dead one).
-    values, indices = ctx.extern(
-        "max_pool2d", [rx], [(size, rx.dtype), (size, torch.int64)], params
+    return _max_pool(ctx, op, 2, x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def lower_max_pool3d_with_indices(
+    ctx: LoweringContext,
+    x: TensorValue,
+    kernel_size: Sequence[int],
+    stride: Sequence[int] = (),
+    padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    ceil_mode: bool = False,
+) -> tuple[Buffer, Buffer]:
+    op = "max_pool3d_with_indices"
+    return _max_pool(ctx, op, 3, x, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def _max_pool_backward(
+    ctx: LoweringContext,
+    op: str,
+    dims: int,
+    grad_output: TensorValue,
+    x: TensorValue,
+    indices: TensorValue,
+) -> Buffer:
+    """grad_input (x's sizes) = zeros with grad_output added at indices; the
+    window params only shaped the forward's indices, so they are not needed."""
+    go5, lead = _pool_input(op, ctx, grad_output, dims)
+    ri = ctx.realize(indices)
+    if ri.dtype != torch.int64:
+        raise TypeError(f"{op}: indices must be int64, got {ri.dtype}")
+    if list(ri.get_size()) != list(grad_output.get_size()):
+        raise ValueError(
+            f"{op}: indices {list(ri.get_size())} and grad_output "
+            f"{list(grad_output.get_size())} differ in shape"
+        )
+    sizes = list(x.get_size())
+    if len(sizes) != len(grad_output.get_size()) or sizes[: len(lead)] != lead:
+        raise ValueError(f"{op}: grad_output {list(grad_output.get_size())} does not fit {sizes}")
+    params = {"op": op, "dims": dims}
+    (grad_input,) = ctx.extern(
+        "max_pool_backward", [go5, _as_5d(op, ri, dims)[0]], [(sizes, go5.dtype)], params
     )
-    return values, indices
+    return grad_input
+
+
+def lower_max_pool2d_with_indices_backward(
+    ctx: LoweringContext,
+    grad_output: TensorValue,
+    x: TensorValue,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+    indices: TensorValue,
+) -> Buffer:
+    op = "max_pool2d_with_indices_backward"
+    return _max_pool_backward(ctx, op, 2, grad_output, x, indices)
+
+
+def lower_max_pool3d_with_indices_backward(
+    ctx: LoweringContext,
+    grad_output: TensorValue,
+    x: TensorValue,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+    indices: TensorValue,
+) -> Buffer:
+    op = "max_pool3d_with_indices_backward"
+    return _max_pool_backward(ctx, op, 3, grad_output, x, indices)
+
+
+def _avg_pool(
+    ctx: LoweringContext,
+    op: str,
+    dims: int,
+    x: TensorValue,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: int | Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> Buffer:
+    x5, lead = _pool_input(op, ctx, x, dims)
+    window = _pool_params(op, dims, kernel_size, stride, padding, 1)
+    # Eager divides by a negative override too; only 0 is refused.
+    if divisor_override is not None and int(divisor_override) == 0:
+        raise ValueError(f"{op}: divisor_override must not be zero")
+    size = [*lead, *_pool_output(op, x5, dims, window, ceil_mode)]
+    params = {
+        **window,
+        "ceil_mode": bool(ceil_mode),
+        "count_include_pad": bool(count_include_pad),
+        "divisor_override": None if divisor_override is None else int(divisor_override),
+        "dims": dims,
+    }
+    (out,) = ctx.extern("avg_pool", [x5], [(size, x5.dtype)], params)
+    return out
 
 
 def lower_avg_pool2d(
@@ -354,52 +503,70 @@ def lower_avg_pool2d(
     count_include_pad: bool = True,
     divisor_override: int | None = None,
 ) -> Buffer:
-    op = "avg_pool2d"
-    rx, lead = _pool_input(op, ctx, x)
-    kernel, strides, pads, _ = _pool_params(op, kernel_size, stride, padding, 1)
-    if divisor_override is not None and int(divisor_override) <= 0:
-        raise ValueError(f"{op}: divisor_override must be > 0, got {divisor_override}")
-    h, w = rx.get_size()[2:]
-    out_hw = [
-        pool_output_size(size, k, s, p, 1, bool(ceil_mode))
-        for size, k, s, p in zip((h, w), kernel, strides, pads, strict=True)
-    ]
-    _check_positive(op, out_hw)
-    params = {
-        "kernel_size": kernel,
-        "stride": strides,
-        "padding": pads,
-        "ceil_mode": bool(ceil_mode),
-        "count_include_pad": bool(count_include_pad),
-        "divisor_override": None if divisor_override is None else int(divisor_override),
-    }
-    (out,) = ctx.extern(op, [rx], [([*lead, *out_hw], rx.dtype)], params)
-    return out
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return _avg_pool(ctx, "avg_pool2d", 2, x, *args)
+
+
+def lower_avg_pool3d(
+    ctx: LoweringContext,
+    x: TensorValue,
+    kernel_size: Sequence[int],
+    stride: Sequence[int] = (),
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Buffer:
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return _avg_pool(ctx, "avg_pool3d", 3, x, *args)
+
+
+def _adaptive_pool(
+    ctx: LoweringContext,
+    op: str,
+    with_indices: bool,
+    dims: int,
+    x: TensorValue,
+    output_size: Sequence[int],
+) -> list[Buffer]:
+    """Adaptive average pooling (one output) or, |with_indices|, max pooling
+    (values, indices; not decomposed by torch.export) over the same windows.
+    A dead indices buffer is skipped by the kernel (nullptr)."""
+    x5, lead = _pool_input(op, ctx, x, dims)
+    out = _ints(output_size, "output_size", op, dims)
+    sizes = [*lead, *(sympy.Integer(s) for s in out)]
+    outputs: list[tuple[Sequence[Expr], torch.dtype]] = [(sizes, x5.dtype)]
+    if with_indices:
+        outputs.append((sizes, torch.int64))
+    kind = "adaptive_max_pool" if with_indices else "adaptive_avg_pool"
+    return ctx.extern(kind, [x5], outputs, {"dims": dims})
 
 
 def lower_adaptive_avg_pool2d(
     ctx: LoweringContext, x: TensorValue, output_size: Sequence[int]
 ) -> Buffer:
-    op = "adaptive_avg_pool2d"
-    rx, lead = _pool_input(op, ctx, x)
-    out_hw = _pair(output_size, "output_size", op)
-    sizes = [*lead, *(sympy.Integer(s) for s in out_hw)]
-    (out,) = ctx.extern(op, [rx], [(sizes, rx.dtype)], {"output_size": out_hw})
+    (out,) = _adaptive_pool(ctx, "adaptive_avg_pool2d", False, 2, x, output_size)
+    return out
+
+
+def lower_adaptive_avg_pool3d(
+    ctx: LoweringContext, x: TensorValue, output_size: Sequence[int]
+) -> Buffer:
+    (out,) = _adaptive_pool(ctx, "adaptive_avg_pool3d", False, 3, x, output_size)
     return out
 
 
 def lower_adaptive_max_pool2d(
     ctx: LoweringContext, x: TensorValue, output_size: Sequence[int]
 ) -> tuple[Buffer, Buffer]:
-    # Not decomposed by torch.export; adaptive_avg_pool2d's windows with a max
-    # (values, indices) as max_pool2d. Dead indices are skipped (nullptr).
-    op = "adaptive_max_pool2d"
-    rx, lead = _pool_input(op, ctx, x)
-    out_hw = _pair(output_size, "output_size", op)
-    sizes = [*lead, *(sympy.Integer(s) for s in out_hw)]
-    values, indices = ctx.extern(
-        op, [rx], [(sizes, rx.dtype), (sizes, torch.int64)], {"output_size": out_hw}
-    )
+    values, indices = _adaptive_pool(ctx, "adaptive_max_pool2d", True, 2, x, output_size)
+    return values, indices
+
+
+def lower_adaptive_max_pool3d(
+    ctx: LoweringContext, x: TensorValue, output_size: Sequence[int]
+) -> tuple[Buffer, Buffer]:
+    values, indices = _adaptive_pool(ctx, "adaptive_max_pool3d", True, 3, x, output_size)
     return values, indices
 
 

@@ -1,4 +1,4 @@
-"""C++ call sites of extern kernels (aotc_cpu_kernels.h).
+"""C++ call sites of extern kernels (aotc_cpu_kernels.h, aotc_cpu_pool.h).
 
 emit_extern() turns one ExternKernel node into a function in the
 calling convention of generated kernels (``int32_t name(const
@@ -11,14 +11,21 @@ caller's |size_expr| and calls the templated kernel, returning its code.
 - mm, addmm: inputs a [M, K], b [K, N] and for addmm bias as a view
   broadcast to [M, N] (stride 0 on broadcast dims); params alpha, beta.
 - bmm: inputs a [B, M, K], b [B, K, N].
-- convolution: inputs x [N, C, H, W] and weight as 4-D views (conv1d has a
-  size-1 H dim added), optional 1-D bias; params stride, padding, dilation,
-  transposed, groups (2-D lists); the output is [N, Cout, Ho, Wo], or
-  [N, Cout, Wo] when params["spatial_dims"] == 1.
-- max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d: input x as a 4-D view (an
-  unbatched input has a size-1 N dim added); the output's last two dims are
-  (Ho, Wo). max_pool2d and adaptive_max_pool2d have outputs (values,
-  indices).
+- convolution: inputs x [N, C, D, H, W] and weight as 5-D views (conv2d has
+  a size-1 D dim added, conv1d D and H), optional 1-D bias; params stride,
+  padding, dilation, output_padding (three values: depth, height, width),
+  transposed, groups, spatial_dims (1 to 3); the output has the op's rank
+  [N, Cout, *out], out being the last spatial_dims of the kernel's three.
+- max_pool, avg_pool, adaptive_avg_pool, adaptive_max_pool: input x as a 5-D
+  view [N, C, D, H, W] (an unbatched input has a size-1 N added, 2-D pooling
+  a size-1 D); params dims (2 or 3: the output's last |dims| sizes are the
+  spatial ones), kernel_size, stride, padding, dilation (three values) for the
+  windowed kinds, ceil_mode, and count_include_pad and divisor_override
+  (None, or any nonzero int) for avg_pool. max_pool and adaptive_max_pool have
+  outputs (values, indices).
+- max_pool_backward: inputs grad_output and indices (int64) as 5-D views as
+  above; the output (grad_input) has the pooled input's sizes; params dims,
+  op.
 - sdpa: q, k, v as 4-D views [B, H, L, E] (k and v broadcast over q's batch
   dims with stride 0), optional mask as a 4-D view broadcast to
   [B, H, L, S]; params scale (None: 1/sqrt(E)), is_causal, has_mask; outputs
@@ -121,12 +128,31 @@ class Operands:
             return "nullptr"
         return f"static_cast<{ctype}*>(ctx.buf[{self._ids[buffer.name]}])"
 
+    def tensor(self, name: str, value: Buffer | ReinterpretView, ctype: str = "T") -> str:
+        """Declares |name| as a kn::TensorN view of |value| (of its rank)."""
+        rank = len(value.layout.sizes)
+        strides = ", ".join(self.strides(value))
+        return (
+            f"const kn::TensorN<{ctype}, {rank}> {name}{{{self.ptr(value, ctype)}, {{{strides}}}}};"
+        )
+
     def tensor4(self, name: str, value: Buffer | ReinterpretView, ctype: str = "T") -> str:
         """Declares |name| as a kn::Tensor4 view of |value|."""
         if len(value.layout.sizes) != 4:
             raise ValueError(f"{self.node.name}: expected a 4-D operand, got {value.layout.sizes}")
-        strides = ", ".join(self.strides(value))
-        return f"const kn::Tensor4<{ctype}> {name}{{{self.ptr(value, ctype)}, {{{strides}}}}};"
+        return self.tensor(name, value, ctype)
+
+    def tensor5(self, name: str, value: Buffer | ReinterpretView, ctype: str = "T") -> str:
+        """Declares |name| as a kn::Tensor5 view of |value|."""
+        if len(value.layout.sizes) != 5:
+            raise ValueError(f"{self.node.name}: expected a 5-D operand, got {value.layout.sizes}")
+        return self.tensor(name, value, ctype)
+
+    def dims3(self, sizes: Sequence[sympy.Expr | int]) -> str:
+        """|sizes| (1 to 3 trailing spatial sizes) as a kn::Dims3 initializer,
+        missing leading dims 1."""
+        padded = [1] * (3 - len(sizes)) + list(sizes)
+        return "{" + ", ".join(self.size(s) for s in padded) + "}"
 
     def matrix(self, name: str, value: Buffer | ReinterpretView | None) -> str:
         """Declares |name| as a kn::Matrix view of |value| (2-D: batch stride 0)."""
@@ -193,118 +219,121 @@ def _emit_gemm(ops: Operands) -> list[str]:
 def _emit_convolution(ops: Operands) -> list[str]:
     node, params = ops.node, ops.params
     x, w = ops.input(0), ops.input(1)
-    n, c_in, h, width = ops.sizes(x)
-    kh, kw = ops.sizes(w)[2:]
-    out_sizes = list(node.outputs[0].layout.sizes)
-    c_out = ops.size(out_sizes[1])
-    if params.get("spatial_dims", 2) == 1:
-        h_out, w_out = "1", ops.size(out_sizes[2])
-    else:
-        h_out, w_out = ops.size(out_sizes[2]), ops.size(out_sizes[3])
-    (sh, sw), (ph, pw), (dh, dw) = params["stride"], params["padding"], params["dilation"]
+    n, c_in, *in_sizes = x.layout.sizes
+    out_sizes = node.outputs[0].layout.sizes
     if len(node.inputs) > 2:
         bias, bias_stride = ops.ptr(ops.input(2)), ops.strides(ops.input(2))[0]
     else:
         bias, bias_stride = "nullptr", "0"
     return [
-        "kn::ConvShape shape;",
-        f"shape.n = {n};",
-        f"shape.c_in = {c_in};",
-        f"shape.h = {h};",
-        f"shape.w = {width};",
-        f"shape.c_out = {c_out};",
-        f"shape.h_out = {h_out};",
-        f"shape.w_out = {w_out};",
-        f"shape.kh = {kh};",
-        f"shape.kw = {kw};",
-        f"shape.stride_h = {sh};",
-        f"shape.stride_w = {sw};",
-        f"shape.pad_h = {ph};",
-        f"shape.pad_w = {pw};",
-        f"shape.dil_h = {dh};",
-        f"shape.dil_w = {dw};",
+        "kn::ConvNdShape shape;",
+        f"shape.n = {ops.size(n)};",
+        f"shape.c_in = {ops.size(c_in)};",
+        f"shape.c_out = {ops.size(out_sizes[1])};",
         f"shape.groups = {params['groups']};",
+        "// depth, height, width",
+        f"shape.in = {ops.dims3(in_sizes)};",
+        f"shape.out = {ops.dims3(out_sizes[2:])};",
+        f"shape.kernel = {ops.dims3(w.layout.sizes[2:])};",
+        f"shape.stride = {ops.dims3(params['stride'])};",
+        f"shape.pad = {ops.dims3(params['padding'])};",
+        f"shape.dil = {ops.dims3(params['dilation'])};",
         f"shape.transposed = {_bool(params['transposed'])};",
-        ops.tensor4("x", x),
-        ops.tensor4("w", w),
+        ops.tensor5("x", x),
+        ops.tensor5("w", w),
         f"const T* bias = {bias};",
         f"T* out = {ops.out_ptr(0)};",
-        f"return kn::conv2d<T>(ctx, shape, x, w, bias, {bias_stride}, out);",
+        f"return kn::conv<T>(ctx, shape, x, w, bias, {bias_stride}, out);",
     ]
 
 
-def _pool_shape(ops: Operands, dilation: Sequence[int]) -> list[str]:
+def _pool_shape(ops: Operands, out_sizes: Sequence[sympy.Expr], windowed: bool) -> list[str]:
+    """Declares kn::PoolNdShape shape for input 0 and |out_sizes| (the spatial
+    ones); the window params when |windowed| (average pooling: dilation 1)."""
     params = ops.params
-    n, c, h, w = ops.sizes(ops.input(0))
-    h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
-    (kh, kw), (sh, sw), (ph, pw) = params["kernel_size"], params["stride"], params["padding"]
-    dh, dw = dilation
-    return [
-        "kn::PoolShape shape;",
-        f"shape.n = {n};",
-        f"shape.c = {c};",
-        f"shape.h = {h};",
-        f"shape.w = {w};",
-        f"shape.h_out = {h_out};",
-        f"shape.w_out = {w_out};",
-        f"shape.kh = {kh};",
-        f"shape.kw = {kw};",
-        f"shape.stride_h = {sh};",
-        f"shape.stride_w = {sw};",
-        f"shape.pad_h = {ph};",
-        f"shape.pad_w = {pw};",
-        f"shape.dil_h = {dh};",
-        f"shape.dil_w = {dw};",
-        ops.tensor4("x", ops.input(0)),
+    n, c, *in_sizes = ops.input(0).layout.sizes
+    lines = [
+        "kn::PoolNdShape shape{};",
+        f"shape.n = {ops.size(n)};",
+        f"shape.c = {ops.size(c)};",
+        "// depth, height, width",
+        f"shape.in = {ops.dims3(in_sizes)};",
+        f"shape.out = {ops.dims3(out_sizes)};",
     ]
+    if windowed:
+        lines += [
+            f"shape.kernel = {ops.dims3(params['kernel_size'])};",
+            f"shape.stride = {ops.dims3(params['stride'])};",
+            f"shape.pad = {ops.dims3(params['padding'])};",
+            f"shape.dil = {ops.dims3(params.get('dilation', [1, 1, 1]))};",
+        ]
+    return lines
 
 
-def _emit_max_pool2d(ops: Operands) -> list[str]:
+def _spatial_out(ops: Operands, k: int = 0) -> list[sympy.Expr]:
+    """Output |k|'s spatial sizes (its last params["dims"])."""
+    return list(ops.node.outputs[k].layout.sizes[-ops.params["dims"] :])
+
+
+def _emit_max_pool(ops: Operands) -> list[str]:
     has_indices = len(ops.node.outputs) > 1
     indices = ops.out_ptr(1, "int64_t", optional=True) if has_indices else "nullptr"
     return [
-        *_pool_shape(ops, ops.params["dilation"]),
+        *_pool_shape(ops, _spatial_out(ops), windowed=True),
+        ops.tensor5("x", ops.input(0)),
         f"T* out = {ops.out_ptr(0)};",
         f"int64_t* indices = {indices};",
-        "return kn::max_pool2d<T>(ctx, shape, x, out, indices);",
+        "return kn::max_pool<T>(ctx, shape, x, out, indices);",
     ]
 
 
-def _emit_avg_pool2d(ops: Operands) -> list[str]:
+def _emit_avg_pool(ops: Operands) -> list[str]:
     params = ops.params
     divisor = int(params.get("divisor_override") or 0)
     include_pad = _bool(params["count_include_pad"])
     return [
-        *_pool_shape(ops, (1, 1)),
+        *_pool_shape(ops, _spatial_out(ops), windowed=True),
+        ops.tensor5("x", ops.input(0)),
         f"T* out = {ops.out_ptr(0)};",
         "// count_include_pad, divisor_override (0: none)",
-        f"return kn::avg_pool2d<T>(ctx, shape, {include_pad}, {divisor}, x, out);",
+        f"return kn::avg_pool<T>(ctx, shape, {include_pad}, {divisor}, x, out);",
     ]
 
 
-def _emit_adaptive_avg_pool2d(ops: Operands) -> list[str]:
-    n, c, h, w = ops.sizes(ops.input(0))
-    h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
+def _emit_adaptive_avg_pool(ops: Operands) -> list[str]:
     return [
-        ops.tensor4("x", ops.input(0)),
+        *_pool_shape(ops, _spatial_out(ops), windowed=False),
+        ops.tensor5("x", ops.input(0)),
         f"T* out = {ops.out_ptr(0)};",
-        "// n, c, h, w, h_out, w_out",
-        f"return kn::adaptive_avg_pool2d<T>(ctx, {n}, {c}, {h}, {w}, {h_out}, {w_out}, x, out);",
+        "return kn::adaptive_avg_pool<T>(ctx, shape, x, out);",
     ]
 
 
-def _emit_adaptive_max_pool2d(ops: Operands) -> list[str]:
-    n, c, h, w = ops.sizes(ops.input(0))
-    h_out, w_out = (ops.size(s) for s in ops.node.outputs[0].layout.sizes[-2:])
+def _emit_adaptive_max_pool(ops: Operands) -> list[str]:
     has_indices = len(ops.node.outputs) > 1
     indices = ops.out_ptr(1, "int64_t", optional=True) if has_indices else "nullptr"
     return [
-        ops.tensor4("x", ops.input(0)),
+        *_pool_shape(ops, _spatial_out(ops), windowed=False),
+        ops.tensor5("x", ops.input(0)),
         f"T* out = {ops.out_ptr(0)};",
         f"int64_t* indices = {indices};",
-        "// n, c, h, w, h_out, w_out",
-        f"return kn::adaptive_max_pool2d<T>(ctx, {n}, {c}, {h}, {w}, {h_out}, {w_out}, x, out,"
-        " indices);",
+        "return kn::adaptive_max_pool<T>(ctx, shape, x, out, indices);",
+    ]
+
+
+def _emit_max_pool_backward(ops: Operands) -> list[str]:
+    grad_output, indices = ops.input(0), ops.input(1)
+    n, c, *out_sizes = grad_output.layout.sizes
+    handle = f'"{ops.node.name}:0"'
+    return [
+        ops.tensor5("grad_output", grad_output),
+        ops.tensor5("indices", indices, "int64_t"),
+        f"T* grad_input = {ops.out_ptr(0)};",
+        f"const kn::Dims3 in = {ops.dims3(_spatial_out(ops))};",
+        f"const kn::Dims3 out = {ops.dims3(out_sizes)};",
+        "// handle, n, c, in, out, grad_output, indices, grad_input",
+        f"return kn::max_pool_backward<T>(ctx, {handle}, {ops.size(n)}, {ops.size(c)}, in, out,"
+        " grad_output, indices, grad_input);",
     ]
 
 
@@ -352,10 +381,11 @@ _EMITTERS: dict[str, Callable[[Operands], list[str]]] = {
     "addmm": _emit_gemm,
     "bmm": _emit_gemm,
     "convolution": _emit_convolution,
-    "max_pool2d": _emit_max_pool2d,
-    "avg_pool2d": _emit_avg_pool2d,
-    "adaptive_avg_pool2d": _emit_adaptive_avg_pool2d,
-    "adaptive_max_pool2d": _emit_adaptive_max_pool2d,
+    "max_pool": _emit_max_pool,
+    "avg_pool": _emit_avg_pool,
+    "adaptive_avg_pool": _emit_adaptive_avg_pool,
+    "adaptive_max_pool": _emit_adaptive_max_pool,
+    "max_pool_backward": _emit_max_pool_backward,
     "sdpa": _emit_sdpa,
 }
 

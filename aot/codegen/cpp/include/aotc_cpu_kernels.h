@@ -1,5 +1,6 @@
 // aotc_cpu_kernels.h: extern kernels for the CPU backend (GEMM, batched GEMM,
-// convolution, pooling, attention). Header-only C++17, no intrinsics, no BLAS:
+// 1- to 3-D convolution, attention; pooling is aotc_cpu_pool.h, included at
+// the end). Header-only C++17, no intrinsics, no BLAS:
 // plain loops, parallel over an outer dimension through the host's pool
 // (aotc_rt::parallel_for), with inner loops written so that g++ -O3
 // vectorises them without -ffast-math (no reassociated reductions: every
@@ -16,7 +17,11 @@
 //   flash and _safe_softmax paths.
 // - Sums run in a fixed order (pooling windows row-major like eager, so those
 //   are bit-exact in float32); GEMM/conv sum over K in order, which differs
-//   from MKL's blocking only by rounding.
+//   from MKL's blocking only by rounding. A transposed convolution sums each
+//   kernel tap over input channels (fused multiply-add where the ISA has
+//   it), then the taps in order, as eager's gemm + col2im does: bit-exact
+//   with eager's float32 on OpInfo's samples, whose cancelling sums a
+//   single running sum missed by 1e-4 at a 1e-5 tolerance.
 // - Kernels return an aotc_abi_code_e. Scratch memory (packed GEMM panels,
 //   attention tiles) comes from malloc; failure is RESOURCE_EXHAUSTED.
 //
@@ -25,6 +30,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -91,12 +97,26 @@ struct Matrix {
   int64_t s1;
 };
 
-// A 4-D strided tensor: element (i0, i1, i2, i3) at data[sum(ik * s[k])].
-template <typename T>
-struct Tensor4 {
+// A strided tensor of rank R: element (i0, ..., iR-1) at data[sum(ik * s[k])].
+template <typename T, int R>
+struct TensorN {
   const T* data;
-  int64_t s[4];
+  int64_t s[R];
 };
+template <typename T>
+using Tensor4 = TensorN<T, 4>;
+template <typename T>
+using Tensor5 = TensorN<T, 5>;
+
+// |t| with a size-1 dim of stride 0 inserted at dim 2 (the depth of a 2-D
+// convolution or pooling operand).
+template <typename T>
+inline Tensor5<T> with_depth(const Tensor4<T>& t) {
+  return Tensor5<T>{t.data, {t.s[0], t.s[1], 0, t.s[2], t.s[3]}};
+}
+
+// Per spatial dim (depth, height, width) of a convolution or pooling.
+using Dims3 = std::array<int64_t, 3>;
 
 namespace detail {
 
@@ -175,6 +195,39 @@ inline void axpy_rows(float (*acc)[kCols], const float* w, int64_t rows, int64_t
     } else {
       for (int64_t j = 0; j < count; ++j) a[j * dst_step] += wr * to_f32(x[j * src_step]);
     }
+  }
+}
+
+// a * b + c with one rounding where the ISA has FMA (as the BLAS gemm behind
+// eager's transposed convolution computes its per-tap channel sums), else
+// multiply then add.
+inline float fused_madd(float a, float b, float c) {
+#ifdef __FMA__
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// acc[r][j] = fused_madd(w[r], x[j*step], acc[r][j]) for r < rows, j < count;
+// the unit-stride four-row case shares each x load, as axpy_rows.
+template <int64_t kCols, typename T>
+inline void fma_rows(float (*acc)[kCols], const float* w, int64_t rows, const T* x, int64_t step,
+                     int64_t count) {
+  if (rows == 4 && step == 1) {
+    const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (int64_t j = 0; j < count; ++j) {
+      const float v = to_f32(x[j]);
+      acc[0][j] = fused_madd(w0, v, acc[0][j]);
+      acc[1][j] = fused_madd(w1, v, acc[1][j]);
+      acc[2][j] = fused_madd(w2, v, acc[2][j]);
+      acc[3][j] = fused_madd(w3, v, acc[3][j]);
+    }
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < count; ++j)
+      acc[r][j] = fused_madd(w[r], to_f32(x[j * step]), acc[r][j]);
   }
 }
 
@@ -277,10 +330,18 @@ int32_t gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N, int6
 
 // -- convolution ------------------------------------------------------------------
 
-// Shapes of a 2-D convolution (conv1d is H = 1). Input [n, c_in, h, w];
-// output [n, c_out, h_out, w_out] contiguous. Weight [c_out, c_in/groups,
-// kh, kw], or for a transposed convolution [c_in, c_out/groups, kh, kw]
-// (output_padding only changes h_out/w_out, which are given).
+// Shapes of a convolution over three spatial dims (depth, height, width):
+// input [n, c_in, in...], output [n, c_out, out...] contiguous, weight
+// [c_out, c_in/groups, kernel...] or, transposed, [c_in, c_out/groups,
+// kernel...] (output_padding only changes |out|, which is given). conv2d is
+// depth 1 (kernel 1, stride 1, padding 0, dilation 1); conv1d also height 1.
+struct ConvNdShape {
+  int64_t n, c_in, c_out, groups;
+  Dims3 in, out, kernel, stride, pad, dil;
+  bool transposed;
+};
+
+// The 2-D shape (conv1d is h = 1), for conv2d's 4-D operands.
 struct ConvShape {
   int64_t n, c_in, h, w;
   int64_t c_out, h_out, w_out;
@@ -294,52 +355,142 @@ struct ConvShape {
 
 namespace detail {
 
-// Adds to acc[r][0, cols) the sums of output row |oh|, columns
+inline bool any_empty(const Dims3& d) { return d[0] <= 0 || d[1] <= 0 || d[2] <= 0; }
+
+// The input position that output position |o| reads through kernel tap |k|
+// of spatial dim |d|, or -1 when there is none: outside the input or, when
+// transposed (o = i*stride - pad + k*dil), off the stride grid.
+inline int64_t conv_input_pos(const ConvNdShape& p, int d, int64_t o, int64_t k) {
+  int64_t i;
+  if (!p.transposed) {
+    i = o * p.stride[d] - p.pad[d] + k * p.dil[d];
+  } else {
+    const int64_t num = o + p.pad[d] - k * p.dil[d];
+    if (num < 0 || num % p.stride[d] != 0) return -1;
+    i = num / p.stride[d];
+  }
+  return i >= 0 && i < p.in[d] ? i : -1;
+}
+
+// Adds to acc[r][0, cols) the sums of output row (od, oh), columns
 // [ow0, ow0 + cols), of output channels col + r (r < nco) of group |g|,
-// image |nn| (col counts channels within the group).
-template <int64_t kCo, int64_t kCols, typename T>
-void conv_tile(const ConvShape& p, const Tensor4<T>& x, const Tensor4<T>& weight, int64_t nn,
-               int64_t g, int64_t col, int64_t nco, int64_t oh, int64_t ow0, int64_t cols,
-               float (*acc)[kCols]) {
+// image |nn| (col counts channels within the group). Weight [c_out,
+// c_in/groups, k...]; one axpy over the tile per (c_in, kz, ky, kx).
+template <bool kDeep, int64_t kCo, int64_t kCols, typename T>
+void conv_tile(const ConvNdShape& p, const Tensor5<T>& x, const Tensor5<T>& weight, int64_t nn,
+               int64_t g, int64_t col, int64_t nco, int64_t od, int64_t oh, int64_t ow0,
+               int64_t cols, float (*acc)[kCols]) {
   const int64_t cin_g = p.c_in / p.groups;
   const int64_t co0 = g * (p.c_out / p.groups) + col;
+  const int64_t sw = p.stride[2];
   float wv[kCo];
   for (int64_t ci = 0; ci < cin_g; ++ci) {
-    const int64_t c = g * cin_g + ci;
-    const T* plane = x.data + nn * x.s[0] + c * x.s[1];
-    // Weight [c_out, c_in/groups, kh, kw], or [c_in, c_out/groups, kh, kw] transposed.
-    const T* wbase = p.transposed ? weight.data + c * weight.s[0] + col * weight.s[1]
-                                  : weight.data + co0 * weight.s[0] + ci * weight.s[1];
-    const int64_t wstride = p.transposed ? weight.s[1] : weight.s[0];  // next output channel
-    for (int64_t ky = 0; ky < p.kh; ++ky) {
-      int64_t ih;
-      if (!p.transposed) {
-        ih = oh * p.stride_h - p.pad_h + ky * p.dil_h;
-      } else {  // oh = ih*stride - pad + ky*dil
-        const int64_t num = oh + p.pad_h - ky * p.dil_h;
-        if (num < 0 || num % p.stride_h != 0) continue;
-        ih = num / p.stride_h;
-      }
-      if (ih < 0 || ih >= p.h) continue;
-      const T* xrow = plane + ih * x.s[2];
-      for (int64_t kx = 0; kx < p.kw; ++kx) {
-        for (int64_t r = 0; r < nco; ++r) {
-          wv[r] = to_f32(wbase[r * wstride + ky * weight.s[2] + kx * weight.s[3]]);
-        }
-        const int64_t offset = kx * p.dil_w - p.pad_w;
-        if (!p.transposed) {  // iw = ow*stride + offset
+    const T* plane = x.data + nn * x.s[0] + (g * cin_g + ci) * x.s[1];
+    const T* wbase = weight.data + co0 * weight.s[0] + ci * weight.s[1];
+    for (int64_t kz = 0; kz < (kDeep ? p.kernel[0] : 1); ++kz) {
+      const int64_t id = kDeep ? conv_input_pos(p, 0, od, kz) : 0;
+      if (id < 0) continue;
+      for (int64_t ky = 0; ky < p.kernel[1]; ++ky) {
+        const int64_t ih = conv_input_pos(p, 1, oh, ky);
+        if (ih < 0) continue;
+        const T* xrow = plane + id * x.s[2] + ih * x.s[3];
+        const T* wrow = wbase + kz * weight.s[2] + ky * weight.s[3];
+        for (int64_t kx = 0; kx < p.kernel[2]; ++kx) {
+          const int64_t offset = kx * p.dil[2] - p.pad[2];  // iw = ow*stride + offset
           int64_t lo, hi;
-          valid_range(p.stride_w, offset, p.w, ow0, ow0 + cols, &lo, &hi);
+          valid_range(sw, offset, p.in[2], ow0, ow0 + cols, &lo, &hi);
           if (lo >= hi) continue;
-          axpy_rows<kCols>(acc, wv, nco, lo - ow0, 1, xrow + (lo * p.stride_w + offset) * x.s[3],
-                           p.stride_w * x.s[3], hi - lo);
-        } else {  // ow = iw*stride + offset for iw in [0, w), ow in [ow0, ow0 + cols)
-          const int64_t lo = std::max<int64_t>(0, ceil_div(ow0 - offset, p.stride_w));
-          const int64_t hi = std::min(p.w, floor_div(ow0 + cols - 1 - offset, p.stride_w) + 1);
-          if (lo >= hi) continue;
-          axpy_rows<kCols>(acc, wv, nco, lo * p.stride_w + offset - ow0, p.stride_w,
-                           xrow + lo * x.s[3], x.s[3], hi - lo);
+          for (int64_t r = 0; r < nco; ++r) {
+            wv[r] = to_f32(wrow[r * weight.s[0] + kx * weight.s[4]]);
+          }
+          axpy_rows<kCols>(acc, wv, nco, lo - ow0, 1, xrow + (lo * sw + offset) * x.s[4],
+                           sw * x.s[4], hi - lo);
         }
+      }
+    }
+  }
+}
+
+// conv_tile for a transposed convolution (weight [c_in, c_out/groups, k...]):
+// output column ow takes input column iw where ow = iw*stride + kx*dil - pad.
+// Kernel taps are the outer loop: a tap's sum over input channels is made in
+// |part| (indexed by iw, so unit stride), then added to the tile, in eager's
+// order ([Note: extern kernel numerics]); the channel loop also avoids the
+// strided stores a stride > 1 put in the hot loop (3.6x faster).
+template <bool kDeep, int64_t kCo, int64_t kCols, typename T>
+void conv_transposed_tile(const ConvNdShape& p, const Tensor5<T>& x, const Tensor5<T>& weight,
+                          int64_t nn, int64_t g, int64_t col, int64_t nco, int64_t od, int64_t oh,
+                          int64_t ow0, int64_t cols, float (*acc)[kCols], float (*part)[kCols]) {
+  const int64_t cin_g = p.c_in / p.groups;
+  const int64_t sw = p.stride[2];
+  float wv[kCo];
+  for (int64_t kz = 0; kz < (kDeep ? p.kernel[0] : 1); ++kz) {
+    const int64_t id = kDeep ? conv_input_pos(p, 0, od, kz) : 0;
+    if (id < 0) continue;
+    for (int64_t ky = 0; ky < p.kernel[1]; ++ky) {
+      const int64_t ih = conv_input_pos(p, 1, oh, ky);
+      if (ih < 0) continue;
+      for (int64_t kx = 0; kx < p.kernel[2]; ++kx) {
+        const int64_t offset = kx * p.dil[2] - p.pad[2];
+        const int64_t lo = std::max<int64_t>(0, ceil_div(ow0 - offset, sw));
+        const int64_t hi = std::min(p.in[2], floor_div(ow0 + cols - 1 - offset, sw) + 1);
+        if (lo >= hi) continue;
+        const int64_t count = hi - lo;  // <= cols: distinct iw land on distinct ow
+        for (int64_t r = 0; r < nco; ++r) {
+          for (int64_t k = 0; k < count; ++k) part[r][k] = 0.0f;
+        }
+        for (int64_t ci = 0; ci < cin_g; ++ci) {
+          const int64_t c = g * cin_g + ci;
+          const T* xrow = x.data + nn * x.s[0] + c * x.s[1] + id * x.s[2] + ih * x.s[3];
+          const T* wtap = weight.data + c * weight.s[0] + col * weight.s[1] + kz * weight.s[2] +
+                          ky * weight.s[3] + kx * weight.s[4];
+          for (int64_t r = 0; r < nco; ++r) wv[r] = to_f32(wtap[r * weight.s[1]]);
+          fma_rows<kCols>(part, wv, nco, xrow + lo * x.s[4], x.s[4], count);
+        }
+        const int64_t dst0 = lo * sw + offset - ow0;
+        for (int64_t r = 0; r < nco; ++r) {
+          float* a = acc[r] + dst0;
+          for (int64_t k = 0; k < count; ++k) a[k * sw] += part[r][k];
+        }
+      }
+    }
+  }
+}
+
+// Output rows [begin, end) of a convolution (see conv): a row is (n, group,
+// block of kCo output channels, od, oh).
+template <bool kDeep, int64_t kCo, int64_t kCols, typename T>
+void conv_rows(const ConvNdShape& p, const Tensor5<T>& x, const Tensor5<T>& weight, const T* bias,
+               int64_t bias_stride, T* out, int64_t begin, int64_t end) {
+  float acc[kCo][kCols];
+  float part[kCo][kCols];  // transposed: one tap's sums
+  const int64_t cout_g = p.c_out / p.groups;
+  const int64_t co_blocks = (cout_g + kCo - 1) / kCo;
+  const int64_t rows = p.out[0] * p.out[1];  // output rows per channel
+  for (int64_t unit = begin; unit < end; ++unit) {
+    const int64_t row = unit % rows;
+    const int64_t cb = (unit / rows) % co_blocks;
+    const int64_t g = (unit / rows / co_blocks) % p.groups;
+    const int64_t nn = unit / rows / co_blocks / p.groups;
+    const int64_t col = cb * kCo;  // first output channel within the group
+    const int64_t nco = std::min(kCo, cout_g - col);
+    const int64_t co0 = g * cout_g + col;
+    for (int64_t ow0 = 0; ow0 < p.out[2]; ow0 += kCols) {
+      const int64_t cols = std::min(kCols, p.out[2] - ow0);
+      for (int64_t r = 0; r < nco; ++r) {
+        for (int64_t j = 0; j < cols; ++j) acc[r][j] = 0.0f;
+      }
+      const int64_t od = row / p.out[1], oh = row % p.out[1];
+      if (p.transposed) {
+        conv_transposed_tile<kDeep, kCo, kCols>(p, x, weight, nn, g, col, nco, od, oh, ow0, cols,
+                                                acc, part);
+      } else {
+        conv_tile<kDeep, kCo, kCols>(p, x, weight, nn, g, col, nco, od, oh, ow0, cols, acc);
+      }
+      for (int64_t r = 0; r < nco; ++r) {
+        const float bv = bias ? to_f32(bias[(co0 + r) * bias_stride]) : 0.0f;
+        T* orow = out + ((nn * p.c_out + co0 + r) * rows + row) * p.out[2] + ow0;
+        for (int64_t j = 0; j < cols; ++j) orow[j] = from_f32<T>(acc[r][j] + bv);
       }
     }
   }
@@ -348,14 +499,15 @@ void conv_tile(const ConvShape& p, const Tensor4<T>& x, const Tensor4<T>& weight
 }  // namespace detail
 
 // Direct convolution: each task computes one output row (n, block of 4
-// output channels, oh) as rows of float accumulators, adding one weight times
-// a strided input row per (c_in, ky, kx); the inner loop runs over output
-// columns (unit stride when stride_w == 1). Transposed convolution gathers
-// the same way: output column ow takes input column iw where
-// ow = iw*stride - pad + kx*dil.
+// output channels, od, oh) as rows of float accumulators, adding one weight
+// times a strided input row per (c_in, kz, ky, kx); the inner loop runs over
+// output columns (unit stride when the width stride is 1). Transposed
+// convolution gathers the same way: output column ow takes input column iw
+// where ow = iw*stride - pad + kx*dil. The rows are instantiated with and
+// without the depth loop, as pooling's ([Note: N-d pooling]).
 template <typename T>
-int32_t conv2d(const KernelContext& ctx, const ConvShape& p, Tensor4<T> x, Tensor4<T> weight,
-               const T* bias, int64_t bias_stride, T* out) {
+int32_t conv(const KernelContext& ctx, const ConvNdShape& p, Tensor5<T> x, Tensor5<T> weight,
+             const T* bias, int64_t bias_stride, T* out) {
   constexpr int64_t kCo = 4;      // output channels per task
   constexpr int64_t kCols = 256;  // output columns per accumulator tile
   if (p.groups <= 0 || p.c_in % p.groups != 0 || p.c_out % p.groups != 0) {
@@ -364,273 +516,45 @@ int32_t conv2d(const KernelContext& ctx, const ConvShape& p, Tensor4<T> x, Tenso
                 static_cast<long long>(p.groups), static_cast<long long>(p.c_in),
                 static_cast<long long>(p.c_out));
   }
-  if (p.stride_h <= 0 || p.stride_w <= 0 || p.dil_h <= 0 || p.dil_w <= 0) {
-    return fail(ctx, AOTC_ABI_INVALID_ARGUMENT, "%s",
-                "convolution: stride and dilation must be > 0");
+  for (int d = 0; d < 3; ++d) {
+    if (p.stride[d] <= 0 || p.dil[d] <= 0) {
+      return fail(ctx, AOTC_ABI_INVALID_ARGUMENT, "%s",
+                  "convolution: stride and dilation must be > 0");
+    }
   }
-  if (p.n <= 0 || p.c_out <= 0 || p.h_out <= 0 || p.w_out <= 0) return AOTC_ABI_OK;
-  const int64_t cout_g = p.c_out / p.groups;
-  const int64_t co_blocks = (cout_g + kCo - 1) / kCo;
-  const int64_t units = p.n * p.groups * co_blocks * p.h_out;
-  const int64_t work = kCo * p.w_out * std::max<int64_t>(p.c_in / p.groups * p.kh * p.kw, 1);
-  const int64_t grain = detail::grain_for(work, int64_t{1} << 16);
-
+  if (p.n <= 0 || p.c_out <= 0 || detail::any_empty(p.out)) return AOTC_ABI_OK;
+  const int64_t co_blocks = (p.c_out / p.groups + kCo - 1) / kCo;
+  const int64_t units = p.n * p.groups * co_blocks * p.out[0] * p.out[1];
+  const int64_t taps = p.c_in / p.groups * p.kernel[0] * p.kernel[1] * p.kernel[2];
+  const int64_t grain =
+      detail::grain_for(kCo * p.out[2] * std::max<int64_t>(taps, 1), int64_t{1} << 16);
+  const bool deep = p.in[0] != 1 || p.out[0] != 1 || p.kernel[0] != 1 || p.pad[0] != 0;
   parallel_for(ctx, 0, units, grain, [&](int64_t begin, int64_t end) {
-    float acc[kCo][kCols];
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t oh = unit % p.h_out;
-      const int64_t cb = (unit / p.h_out) % co_blocks;
-      const int64_t g = (unit / p.h_out / co_blocks) % p.groups;
-      const int64_t nn = unit / p.h_out / co_blocks / p.groups;
-      const int64_t col = cb * kCo;  // first output channel within the group
-      const int64_t nco = std::min(kCo, cout_g - col);
-      const int64_t co0 = g * cout_g + col;
-      for (int64_t ow0 = 0; ow0 < p.w_out; ow0 += kCols) {
-        const int64_t cols = std::min(kCols, p.w_out - ow0);
-        for (int64_t r = 0; r < nco; ++r) {
-          for (int64_t j = 0; j < cols; ++j) acc[r][j] = 0.0f;
-        }
-        detail::conv_tile<kCo, kCols>(p, x, weight, nn, g, col, nco, oh, ow0, cols, acc);
-        for (int64_t r = 0; r < nco; ++r) {
-          const float bv = bias ? to_f32(bias[(co0 + r) * bias_stride]) : 0.0f;
-          T* orow = out + ((nn * p.c_out + co0 + r) * p.h_out + oh) * p.w_out + ow0;
-          for (int64_t j = 0; j < cols; ++j) orow[j] = from_f32<T>(acc[r][j] + bv);
-        }
-      }
+    if (deep) {
+      detail::conv_rows<true, kCo, kCols>(p, x, weight, bias, bias_stride, out, begin, end);
+    } else {
+      detail::conv_rows<false, kCo, kCols>(p, x, weight, bias, bias_stride, out, begin, end);
     }
   });
   return AOTC_ABI_OK;
 }
 
-// -- pooling ----------------------------------------------------------------------
-
-// Shapes of a 2-D pooling: input [n, c, h, w] (an unbatched input is n = 1),
-// output [n, c, h_out, w_out] contiguous.
-struct PoolShape {
-  int64_t n, c, h, w;
-  int64_t h_out, w_out;
-  int64_t kh, kw;
-  int64_t stride_h, stride_w;
-  int64_t pad_h, pad_w;
-  int64_t dil_h, dil_w;  // 1 for avg_pool2d
-};
-
-namespace detail {
-inline int32_t check_pool(const KernelContext& ctx, const char* name, const PoolShape& p) {
-  if (p.kh <= 0 || p.kw <= 0 || p.stride_h <= 0 || p.stride_w <= 0 || p.dil_h <= 0 ||
-      p.dil_w <= 0 || p.pad_h < 0 || p.pad_w < 0) {
-    return fail(ctx, AOTC_ABI_INVALID_ARGUMENT,
-                "%s: kernel size, stride and dilation must be > 0 and padding >= 0", name);
-  }
-  return AOTC_ABI_OK;
-}
-}  // namespace detail
-
-// Max pooling as eager's CPU kernel: the window is visited row-major, an
-// element wins when `v > max || isnan(v)`, the index of the winner (ih*w + iw
-// within its plane) goes to |indices| when that is non-null, and a window
-// without a winner reports its first in-bounds position.
+// conv on 4-D operands: depth 1.
 template <typename T>
-int32_t max_pool2d(const KernelContext& ctx, const PoolShape& p, Tensor4<T> x, T* out,
-                   int64_t* indices) {
-  constexpr int64_t kCols = 256;
-  if (int32_t code = detail::check_pool(ctx, "max_pool2d", p)) return code;
-  if (p.n <= 0 || p.c <= 0 || p.h_out <= 0 || p.w_out <= 0) return AOTC_ABI_OK;
-  const int64_t units = p.n * p.c * p.h_out;
-  const int64_t work = p.w_out * p.kh * p.kw;
-  parallel_for(ctx, 0, units, detail::grain_for(work), [&](int64_t begin, int64_t end) {
-    float best[kCols];
-    int64_t where[kCols];
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t oh = unit % p.h_out;
-      const int64_t plane_index = unit / p.h_out;  // n * c + c
-      const T* plane = x.data + (plane_index / p.c) * x.s[0] + (plane_index % p.c) * x.s[1];
-      const int64_t ih0 = oh * p.stride_h - p.pad_h;
-      int64_t ih_first = ih0;
-      while (ih_first < 0) ih_first += p.dil_h;
-      for (int64_t ow0 = 0; ow0 < p.w_out; ow0 += kCols) {
-        const int64_t cols = std::min(kCols, p.w_out - ow0);
-        for (int64_t j = 0; j < cols; ++j) {
-          best[j] = -detail::kInf;
-          int64_t iw_first = (ow0 + j) * p.stride_w - p.pad_w;
-          while (iw_first < 0) iw_first += p.dil_w;
-          where[j] = ih_first * p.w + iw_first;
-        }
-        for (int64_t ky = 0; ky < p.kh; ++ky) {
-          const int64_t ih = ih0 + ky * p.dil_h;
-          if (ih < 0 || ih >= p.h) continue;
-          const T* xrow = plane + ih * x.s[2];
-          for (int64_t kx = 0; kx < p.kw; ++kx) {
-            const int64_t offset = kx * p.dil_w - p.pad_w;
-            int64_t lo, hi;
-            detail::valid_range(p.stride_w, offset, p.w, ow0, ow0 + cols, &lo, &hi);
-            if (lo >= hi) continue;
-            const int64_t step = p.stride_w * x.s[3];
-            const T* src = xrow + (lo * p.stride_w + offset) * x.s[3];
-            float* bst = best + (lo - ow0);
-            if (indices) {
-              int64_t* whr = where + (lo - ow0);
-              const int64_t first = ih * p.w + lo * p.stride_w + offset;
-              for (int64_t j = 0; j < hi - lo; ++j) {
-                const float v = to_f32(src[j * step]);
-                const bool take = v > bst[j] || v != v;
-                bst[j] = take ? v : bst[j];
-                whr[j] = take ? first + j * p.stride_w : whr[j];
-              }
-            } else {
-              for (int64_t j = 0; j < hi - lo; ++j) {
-                const float v = to_f32(src[j * step]);
-                bst[j] = (v > bst[j] || v != v) ? v : bst[j];
-              }
-            }
-          }
-        }
-        T* orow = out + unit * p.w_out + ow0;
-        for (int64_t j = 0; j < cols; ++j) orow[j] = from_f32<T>(best[j]);
-        if (indices) {
-          int64_t* irow = indices + unit * p.w_out + ow0;
-          for (int64_t j = 0; j < cols; ++j) irow[j] = where[j];
-        }
-      }
-    }
-  });
-  return AOTC_ABI_OK;
-}
-
-// Average pooling as eager's CPU kernel: the window is clipped to the padded
-// input, then to the input; the divisor is |divisor_override| when > 0, else
-// the padded window size (count_include_pad) or the clipped one; an empty
-// window gives 0. Sums are row-major in float32.
-template <typename T>
-int32_t avg_pool2d(const KernelContext& ctx, const PoolShape& p, bool count_include_pad,
-                   int64_t divisor_override, Tensor4<T> x, T* out) {
-  constexpr int64_t kCols = 256;
-  if (int32_t code = detail::check_pool(ctx, "avg_pool2d", p)) return code;
-  if (p.n <= 0 || p.c <= 0 || p.h_out <= 0 || p.w_out <= 0) return AOTC_ABI_OK;
-  const int64_t units = p.n * p.c * p.h_out;
-  const int64_t work = p.w_out * p.kh * p.kw;
-  parallel_for(ctx, 0, units, detail::grain_for(work), [&](int64_t begin, int64_t end) {
-    float sum[kCols];
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t oh = unit % p.h_out;
-      const int64_t plane_index = unit / p.h_out;
-      const T* plane = x.data + (plane_index / p.c) * x.s[0] + (plane_index % p.c) * x.s[1];
-      const int64_t hs = oh * p.stride_h - p.pad_h;
-      const int64_t he = std::min(hs + p.kh, p.h + p.pad_h);
-      const int64_t pool_h = he - hs;
-      const int64_t hs_in = std::max<int64_t>(hs, 0);
-      const int64_t he_in = std::min(he, p.h);
-      for (int64_t ow0 = 0; ow0 < p.w_out; ow0 += kCols) {
-        const int64_t cols = std::min(kCols, p.w_out - ow0);
-        for (int64_t j = 0; j < cols; ++j) sum[j] = 0.0f;
-        for (int64_t ih = hs_in; ih < he_in; ++ih) {
-          const T* xrow = plane + ih * x.s[2];
-          for (int64_t kx = 0; kx < p.kw; ++kx) {
-            // iw = ow*stride - pad + kx, kept when inside [0, w): the padded
-            // window end min(ws + kw, w + pad) never cuts an in-bounds column.
-            const int64_t offset = kx - p.pad_w;
-            int64_t lo, hi;
-            detail::valid_range(p.stride_w, offset, p.w, ow0, ow0 + cols, &lo, &hi);
-            if (lo >= hi) continue;
-            const int64_t step = p.stride_w * x.s[3];
-            const T* src = xrow + (lo * p.stride_w + offset) * x.s[3];
-            float* s = sum + (lo - ow0);
-            for (int64_t j = 0; j < hi - lo; ++j) s[j] += to_f32(src[j * step]);
-          }
-        }
-        T* orow = out + unit * p.w_out + ow0;
-        for (int64_t j = 0; j < cols; ++j) {
-          const int64_t ws = (ow0 + j) * p.stride_w - p.pad_w;
-          const int64_t we = std::min(ws + p.kw, p.w + p.pad_w);
-          const int64_t pool_w = we - ws;
-          const int64_t ws_in = std::max<int64_t>(ws, 0);
-          const int64_t we_in = std::min(we, p.w);
-          if (hs_in >= he_in || ws_in >= we_in) {
-            orow[j] = from_f32<T>(0.0f);
-            continue;
-          }
-          const int64_t divisor = divisor_override > 0 ? divisor_override
-                                  : count_include_pad  ? pool_h * pool_w
-                                                       : (he_in - hs_in) * (we_in - ws_in);
-          orow[j] = from_f32<T>(sum[j] / static_cast<float>(divisor));
-        }
-      }
-    }
-  });
-  return AOTC_ABI_OK;
-}
-
-namespace detail {
-// The windows of adaptive pooling, as eager: output (oh, ow) covers rows
-// [floor(oh*h/h_out), ceil((oh+1)*h/h_out)) and the same for columns. Calls
-// window(out_index, plane, ih0, ih1, iw0, iw1) for every output element, in
-// parallel over (n, c, oh) rows.
-template <typename T, typename Window>
-void for_each_adaptive_window(const KernelContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w,
-                              int64_t h_out, int64_t w_out, const Tensor4<T>& x, Window&& window) {
-  if (n <= 0 || c <= 0 || h_out <= 0 || w_out <= 0) return;
-  const int64_t units = n * c * h_out;
-  const int64_t work = w * ((h + h_out - 1) / h_out + 1);
-  parallel_for(ctx, 0, units, grain_for(work), [&](int64_t begin, int64_t end) {
-    for (int64_t unit = begin; unit < end; ++unit) {
-      const int64_t oh = unit % h_out;
-      const int64_t plane_index = unit / h_out;
-      const T* plane = x.data + (plane_index / c) * x.s[0] + (plane_index % c) * x.s[1];
-      const int64_t ih0 = (oh * h) / h_out;
-      const int64_t ih1 = ((oh + 1) * h + h_out - 1) / h_out;
-      for (int64_t ow = 0; ow < w_out; ++ow) {
-        const int64_t iw0 = (ow * w) / w_out;
-        const int64_t iw1 = ((ow + 1) * w + w_out - 1) / w_out;
-        window(unit * w_out + ow, plane, ih0, ih1, iw0, iw1);
-      }
-    }
-  });
-}
-}  // namespace detail
-
-// Adaptive average pooling: each window's mean, as eager (sum row-major in
-// float32, then / kh / kw).
-template <typename T>
-int32_t adaptive_avg_pool2d(const KernelContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w,
-                            int64_t h_out, int64_t w_out, Tensor4<T> x, T* out) {
-  detail::for_each_adaptive_window(
-      ctx, n, c, h, w, h_out, w_out, x,
-      [&](int64_t o, const T* plane, int64_t ih0, int64_t ih1, int64_t iw0, int64_t iw1) {
-        float sum = 0.0f;
-        for (int64_t ih = ih0; ih < ih1; ++ih) {
-          const T* xrow = plane + ih * x.s[2];
-          for (int64_t iw = iw0; iw < iw1; ++iw) sum += to_f32(xrow[iw * x.s[3]]);
-        }
-        out[o] = from_f32<T>(sum / static_cast<float>(ih1 - ih0) / static_cast<float>(iw1 - iw0));
-      });
-  return AOTC_ABI_OK;
-}
-
-// Adaptive max pooling over the same windows, as eager's CPU kernel: the
-// first maximum wins, a NaN always replaces the running value (so NaN
-// propagates); indices are ih * w + iw within the plane.
-template <typename T>
-int32_t adaptive_max_pool2d(const KernelContext& ctx, int64_t n, int64_t c, int64_t h, int64_t w,
-                            int64_t h_out, int64_t w_out, Tensor4<T> x, T* out, int64_t* indices) {
-  detail::for_each_adaptive_window(
-      ctx, n, c, h, w, h_out, w_out, x,
-      [&](int64_t o, const T* plane, int64_t ih0, int64_t ih1, int64_t iw0, int64_t iw1) {
-        float best = -std::numeric_limits<float>::infinity();
-        int64_t where = ih0 * w + iw0;
-        for (int64_t ih = ih0; ih < ih1; ++ih) {
-          const T* xrow = plane + ih * x.s[2];
-          for (int64_t iw = iw0; iw < iw1; ++iw) {
-            const float v = to_f32(xrow[iw * x.s[3]]);
-            if (v > best || v != v) {
-              best = v;
-              where = ih * w + iw;
-            }
-          }
-        }
-        out[o] = from_f32<T>(best);
-        if (indices) indices[o] = where;
-      });
-  return AOTC_ABI_OK;
+int32_t conv2d(const KernelContext& ctx, const ConvShape& p, Tensor4<T> x, Tensor4<T> weight,
+               const T* bias, int64_t bias_stride, T* out) {
+  const ConvNdShape nd{p.n,
+                       p.c_in,
+                       p.c_out,
+                       p.groups,
+                       {1, p.h, p.w},
+                       {1, p.h_out, p.w_out},
+                       {1, p.kh, p.kw},
+                       {1, p.stride_h, p.stride_w},
+                       {0, p.pad_h, p.pad_w},
+                       {1, p.dil_h, p.dil_w},
+                       p.transposed};
+  return conv<T>(ctx, nd, with_depth(x), with_depth(weight), bias, bias_stride, out);
 }
 
 // -- attention ----------------------------------------------------------------------
@@ -789,3 +713,7 @@ int32_t sdpa(const KernelContext& ctx, const SdpaShape& p, Tensor4<T> q, Tensor4
 
 }  // namespace kernels
 }  // namespace aotc_rt
+
+// Pooling (max, average, adaptive, max backward) is its own header. Generated
+// code and the tests include this header alone, so it brings pooling along.
+#include "aotc_cpu_pool.h"
