@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
+# torch.testing._internal needs it; scripts/setup.sh installs it (machines set up
+# otherwise, e.g. an offline GPU box, skip these tests with this reason).
+pytest.importorskip("expecttest", reason="expecttest not installed (pip install expecttest)")
 
 from aot.coverage import report  # noqa: E402
 from aot.coverage.cases import CaseId, OneOpModule, flat_inputs, load_op_db, make_cases  # noqa: E402
@@ -48,9 +51,19 @@ def op_db():
     return load_op_db()
 
 
+def _committed() -> dict:
+    """docs/op_coverage.json; the tests that read it skip on another torch
+    release, whose op_db has other ops and other samples."""
+    data = json.loads((DOCS / "op_coverage.json").read_text())
+    made_with = data["meta"]["torch"].split("+")[0]
+    if made_with != torch.__version__.split("+")[0]:
+        pytest.skip(f"docs/op_coverage.json was made with torch {made_with}")
+    return data
+
+
 @pytest.fixture(scope="module")
 def recorded():
-    data = json.loads((DOCS / "op_coverage.json").read_text())
+    data = _committed()
     return {(r.id.op, r.id.dtype, r.id.index): r for r in report.from_json(data)}
 
 
@@ -109,7 +122,7 @@ def test_fixed_sample_of_the_sweep(op_db, recorded):
 
 
 def test_committed_report_meets_the_targets(op_db):
-    data = json.loads((DOCS / "op_coverage.json").read_text())
+    data = _committed()
     results = report.from_json(data)
     counts = report.totals(results)
     assert report.pass_rate(counts) >= 0.85, counts
@@ -125,7 +138,6 @@ def test_committed_report_meets_the_targets(op_db):
         op for op in op_db if op not in exclusions and op not in swept and op not in no_eager
     ]
     assert not missing, f"ops missing from the report (rerun scripts/op_coverage.py): {missing}"
-    assert data["meta"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
 
 
 def test_exclusions_and_families_name_real_ops(op_db, tmp_path):
