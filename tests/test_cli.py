@@ -250,7 +250,7 @@ import torch
 class Bad(torch.nn.Module):
     def forward(self, x):
         y = x + 1
-        return torch.special.bessel_j0(y)
+        return torch.linalg.svdvals(y)
 
 
 def get_model():
@@ -258,7 +258,7 @@ def get_model():
 
 
 def get_example_inputs():
-    return (torch.randn(4),)
+    return (torch.randn(4, 4),)
 """
 
 
@@ -268,8 +268,8 @@ def test_export_errors_exit_2_without_traceback(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     cases = {
         # UnsupportedOpError: the op, the node, the model.py line.
-        "unsupported operator aten.special_bessel_j0.default": bad,
-        "bad.py:7 (return torch.special.bessel_j0(y))": bad,
+        "unsupported operator aten._linalg_svd.default": bad,
+        "bad.py:7 (return torch.linalg.svdvals(y))": bad,
         # FrontendError: what the model file lacks.
         "get_model": tmp_path / "empty.py",
     }
