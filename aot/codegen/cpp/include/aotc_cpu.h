@@ -18,9 +18,9 @@ namespace aotc_rt {
 // returning an aotc_abi_code_e; on failure they fill |status|.
 struct KernelContext {
   const aotc_host_t* host;
-  void* exec;                  // the run's executor, for host->parallel_for
-  void* const* buf;            // buffer pointers by buffer id (wrapper's table)
-  const int64_t* sym;          // values of the size symbols s0, s1, ... by id
+  void* exec;          // the run's executor, for host->parallel_for
+  void* const* buf;    // buffer pointers by buffer id (wrapper's table)
+  const int64_t* sym;  // values of the size symbols s0, s1, ... by id
   aotc_abi_status_t* status;
 };
 
