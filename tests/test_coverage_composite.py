@@ -12,21 +12,11 @@ seed too, so a kernel that baked an example value in shows up.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from aot.testing import AOTCRunnerUtil, assert_close_to_eager
-
-Inputs = tuple[Any, ...]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from two_trials import Inputs, check
 
 
 def randn(*shape: int, g: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -38,27 +28,6 @@ def partition(total: int, parts: int, g: torch.Generator) -> torch.Tensor:
     cuts = torch.randint(0, total + 1, (parts - 1,), generator=g).sort().values
     bounds = torch.cat([torch.tensor([0]), cuts, torch.tensor([total])])
     return bounds.diff()
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-def check(fn: Callable[..., Any], make_inputs: Callable[[torch.Generator], Inputs]) -> None:
-    """Compiles Lambda(|fn|) on make_inputs(seed 0) and checks it against
-    eager on those inputs and on make_inputs(seed 1)."""
-    model = Lambda(fn).eval()
-    trials = [make_inputs(_gen(0)), make_inputs(_gen(1))]
-    actual = AOTCRunnerUtil.run_multiple(model, copy.deepcopy(trials))
-    for inputs, got in zip(trials, actual, strict=True):
-        with torch.no_grad():
-            expected = model(*copy.deepcopy(inputs))
-        assert_close_to_eager(got, expected, None, None)
 
 
 def test_view_copies_and_scatters() -> None:

@@ -11,27 +11,17 @@ the new values; eager and the package each get their own copies.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from typing import Any
-
 import sympy
 import torch
 import torch.nn.functional as F
-from torch import nn
+from two_trials import check
 
 from aot.codegen.cpp.kernel import generate_loop_kernel
 from aot.ir.nodes import Buffer, BufferKind, ComputedBuffer, Layout, Pointwise, Reduction
 from aot.ir.symbols import FloorDiv, ModularIndexing
 from aot.scheduler.schedule import LoopKernel
-from aot.testing import AOTCRunnerUtil, assert_close_to_eager
 
-Inputs = tuple[Any, ...]
 aten = torch.ops.aten
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def randn(*shape: int, g: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -40,27 +30,6 @@ def randn(*shape: int, g: torch.Generator, dtype: torch.dtype = torch.float32) -
 
 def randint(high: int, *shape: int, g: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
     return torch.randint(high, shape, generator=g).to(dtype)
-
-
-class Lambda(nn.Module):
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-def check(fn: Callable[..., Any], make_inputs: Callable[[torch.Generator], Inputs]) -> None:
-    """Compiles Lambda(|fn|) on make_inputs(seed 0) and checks it against
-    eager on those inputs and on make_inputs(seed 1)."""
-    model = Lambda(fn).eval()
-    trials = [make_inputs(_gen(0)), make_inputs(_gen(1))]
-    actual = AOTCRunnerUtil.run_multiple(model, copy.deepcopy(trials))
-    for inputs, got in zip(trials, actual, strict=True):
-        with torch.no_grad():
-            expected = model(*copy.deepcopy(inputs))
-        assert_close_to_eager(got, expected, None, None)
 
 
 # ------------------------------------------------------------- empty tensors

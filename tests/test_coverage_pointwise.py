@@ -20,6 +20,7 @@ from lowering_interp import materialize, run_lowering  # tests/ is on sys.path
 from torch import nn
 
 from aot.frontend.decompositions import AOTC_LOWERED_OPS
+from aot.ir.ops import ORTHOGONAL_POLYNOMIALS
 from aot.lowering import pointwise, search
 from aot.lowering.registry import LoweringRegistry
 from aot.testing import check_model_with_multiple_inputs
@@ -211,20 +212,7 @@ def test_special_functions() -> None:
 
 
 def test_orthogonal_polynomials() -> None:
-    names = [
-        "chebyshev_polynomial_t",
-        "chebyshev_polynomial_u",
-        "chebyshev_polynomial_v",
-        "chebyshev_polynomial_w",
-        "shifted_chebyshev_polynomial_t",
-        "shifted_chebyshev_polynomial_u",
-        "shifted_chebyshev_polynomial_v",
-        "shifted_chebyshev_polynomial_w",
-        "hermite_polynomial_h",
-        "hermite_polynomial_he",
-        "laguerre_polynomial_l",
-        "legendre_polynomial_p",
-    ]
+    names = list(ORTHOGONAL_POLYNOMIALS)
 
     def ops(x: torch.Tensor, n: torch.Tensor) -> Any:
         # n as a tensor (with fractions and negatives) and as a Python scalar

@@ -139,6 +139,22 @@ class OpsHandler(Protocol[V]):
 # Argument order follows the aten op; integer-valued arguments (the n of
 # polygamma and of the orthogonal polynomials) arrive as floats and the
 # function truncates them, as eager does.
+# The orthogonal polynomial families p_n(x) (torch.special.*_polynomial_*).
+ORTHOGONAL_POLYNOMIALS = (
+    "chebyshev_polynomial_t",
+    "chebyshev_polynomial_u",
+    "chebyshev_polynomial_v",
+    "chebyshev_polynomial_w",
+    "shifted_chebyshev_polynomial_t",
+    "shifted_chebyshev_polynomial_u",
+    "shifted_chebyshev_polynomial_v",
+    "shifted_chebyshev_polynomial_w",
+    "hermite_polynomial_h",
+    "hermite_polynomial_he",
+    "laguerre_polynomial_l",
+    "legendre_polynomial_p",
+)
+
 MATH_FUNCTIONS: dict[str, int] = {
     # inverse trigonometric and hyperbolic
     **dict.fromkeys(("asin", "acos", "asinh", "acosh", "atanh"), 1),
@@ -171,23 +187,7 @@ MATH_FUNCTIONS: dict[str, int] = {
         1,
     ),
     # orthogonal polynomials p_n(x): arguments (x, n)
-    **dict.fromkeys(
-        (
-            "chebyshev_polynomial_t",
-            "chebyshev_polynomial_u",
-            "chebyshev_polynomial_v",
-            "chebyshev_polynomial_w",
-            "shifted_chebyshev_polynomial_t",
-            "shifted_chebyshev_polynomial_u",
-            "shifted_chebyshev_polynomial_v",
-            "shifted_chebyshev_polynomial_w",
-            "hermite_polynomial_h",
-            "hermite_polynomial_he",
-            "laguerre_polynomial_l",
-            "legendre_polynomial_p",
-        ),
-        2,
-    ),
+    **dict.fromkeys(ORTHOGONAL_POLYNOMIALS, 2),
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..ir.nodes import Pointwise, TensorValue
+from ..ir.ops import ORTHOGONAL_POLYNOMIALS
 from .common import (
     Promotion,
     Scalar,
@@ -513,23 +514,7 @@ _MATH_BINARY: dict[str, str] = {
     "igamma": "igamma",
     "igammac": "igammac",
     "special_zeta": "zeta",
-    **{
-        f"special_{name}": name
-        for name in (
-            "chebyshev_polynomial_t",
-            "chebyshev_polynomial_u",
-            "chebyshev_polynomial_v",
-            "chebyshev_polynomial_w",
-            "shifted_chebyshev_polynomial_t",
-            "shifted_chebyshev_polynomial_u",
-            "shifted_chebyshev_polynomial_v",
-            "shifted_chebyshev_polynomial_w",
-            "hermite_polynomial_h",
-            "hermite_polynomial_he",
-            "laguerre_polynomial_l",
-            "legendre_polynomial_p",
-        )
-    },
+    **{f"special_{name}": name for name in ORTHOGONAL_POLYNOMIALS},
 }
 
 
