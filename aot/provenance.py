@@ -37,7 +37,7 @@ import torch
 
 from .frontend import ExportedModel
 from .frontend.locations import Frame, in_torch, node_text, parse_stack_trace, user_frame
-from .ir.nodes import Buffer, Reduction, ReinterpretView
+from .ir.nodes import Reduction
 from .scheduler.schedule import ExternCall, LoopKernel, Schedule
 
 KERNEL_INFORMATION = "kernel_information.json"
@@ -188,18 +188,8 @@ def kernel_kind(kernel: LoopKernel | ExternCall) -> str:
 
 
 def kernel_bytes(kernel: LoopKernel | ExternCall) -> tuple[sympy.Expr, sympy.Expr]:
-    """(read, written) bytes. Loop kernels were counted by the scheduler; an
-    extern call reads each distinct input buffer once and writes its outputs
-    (docs/PROVENANCE.md, as test_perf counts)."""
-    if isinstance(kernel, LoopKernel):
-        return sympy.sympify(kernel.bytes_read), sympy.sympify(kernel.bytes_written)
-    inputs: dict[str, Buffer] = {}
-    for value in kernel.node.inputs:
-        buffer = value.data if isinstance(value, ReinterpretView) else value
-        inputs.setdefault(buffer.name, buffer)
-    read = sympy.Add(*[b.nbytes() for b in inputs.values()])
-    written = sympy.Add(*[b.nbytes() for b in kernel.node.outputs])
-    return sympy.sympify(read), sympy.sympify(written)
+    """(read, written) bytes, as the scheduler counted them ([Note: bytes counting])."""
+    return sympy.sympify(kernel.bytes_read), sympy.sympify(kernel.bytes_written)
 
 
 def pre_grad_map(

@@ -499,11 +499,13 @@ def test_arena_first_fit_split_and_merge() -> None:
 
 
 def test_mutation_value_lives_to_the_end() -> None:
+    # out reads the old x after new_x: new_x cannot overwrite x, so it lives
+    # in the workspace until the wrapper copies it back.
     x = inp("x", [16])
     xl = x.make_loader()
     new_x = pointwise("new_x", [16], lambda ops, i: ops.add(xl(ops, i), ops.constant(1.0, F32)))
     nl = new_x.make_loader()
-    out = pointwise("out", [16], lambda ops, i: ops.mul(nl(ops, i), nl(ops, i)))
+    out = pointwise("out", [16], lambda ops, i: ops.mul(nl(ops, i), xl(ops, i)))
     graph = make_graph([x], [new_x, out], [out])
     graph.input_mutations = [(0, new_x)]
     sched = schedule(graph)
@@ -513,6 +515,38 @@ def test_mutation_value_lives_to_the_end() -> None:
     assert where(sched, "new_x") == (Storage.WORKSPACE, 0, 0)
     assert sched.workspace_bytes == 64
     assert kernel.bytes_written == 2 * 64
+    assert [(w.what, w.buffer, w.nbytes) for w in sched.writebacks] == [("input 0", "new_x", 64)]
+
+
+def test_mutation_written_in_place() -> None:
+    # Every read of x is at the element new_x stores, and nothing after reads
+    # x: new_x goes straight into x's memory and nothing is copied back.
+    x = inp("x", [16])
+    xl = x.make_loader()
+    new_x = pointwise("new_x", [16], lambda ops, i: ops.add(xl(ops, i), ops.constant(1.0, F32)))
+    nl = new_x.make_loader()
+    out = pointwise("out", [16], lambda ops, i: ops.mul(nl(ops, i), nl(ops, i)))
+    graph = make_graph([x], [new_x, out], [out])
+    graph.input_mutations = [(0, new_x)]
+    sched = schedule(graph)
+    (kernel,) = sched.kernels
+    assert where(sched, "new_x") == (Storage.INPUT, 0, 0)
+    assert sched.workspace_bytes == 0 and sched.writebacks == []
+    assert (kernel.bytes_read, kernel.bytes_written) == (64, 2 * 64)
+    assert kernel.flops == 2 * 16  # the add and the mul
+
+
+def test_shifted_read_blocks_in_place() -> None:
+    # new_x[i] = x[i] + x[15 - i]: writing x[i] early would change what
+    # another iteration reads.
+    x = inp("x", [16])
+    xl = x.make_loader()
+    new_x = pointwise("new_x", [16], lambda ops, i: ops.add(xl(ops, i), xl(ops, [15 - i[0]])))
+    graph = make_graph([x], [new_x], [])
+    graph.input_mutations = [(0, new_x)]
+    sched = schedule(graph)
+    assert where(sched, "new_x")[0] == Storage.WORKSPACE
+    assert len(sched.writebacks) == 1
 
 
 def test_dead_buffer_is_local() -> None:

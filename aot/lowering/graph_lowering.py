@@ -403,6 +403,8 @@ class _GraphLowering:
         for arg, spec in zip(returned, specs, strict=True):
             where = arg.name if isinstance(arg, torch.fx.Node) else "output"
             value = self._arg(arg)
+            if value is None and spec.kind == OutputKind.USER_OUTPUT:
+                continue  # forward returned None (a model that only mutates): no buffer
             self.ctx.start_node(where, self.ctx.inlined_origins(value) or (where,))
             if not _is_value(value):
                 raise LoweringError(where, "output", f"non-tensor output {value!r}")

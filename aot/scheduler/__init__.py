@@ -1,14 +1,17 @@
-"""The scheduler: fusion decisions, bytes moved, buffer lifetimes and the
-memory plan. One entry point, ``schedule(graph) -> Schedule``."""
+"""The scheduler: fusion decisions, in-place mutations, bytes moved and FLOPs,
+buffer lifetimes and the memory plan. One entry point,
+``schedule(graph) -> Schedule``."""
 
 from __future__ import annotations
 
 from ..ir.graph import LoweredGraph
 from ..ir.nodes import Buffer, ExternKernel
-from .bytes import kernel_bytes, node_reads
+from .bytes import extern_bytes, kernel_bytes, node_reads
+from .flops import extern_flops, loop_flops
 from .fusion import fuse
+from .inplace import in_place_placements
 from .memory import plan_memory
-from .schedule import ExternCall, LoopKernel, Placement, Schedule, Storage
+from .schedule import ExternCall, LoopKernel, Placement, Schedule, Storage, WriteBack
 
 
 def schedule(graph: LoweredGraph) -> Schedule:
@@ -19,13 +22,31 @@ def schedule(graph: LoweredGraph) -> Schedule:
     # 2. Fusion: LoopKernels and ExternCalls in order, local buffers marked
     #    ([Note: fusion rules] in fusion.py).
     kernels = fuse(graph)
-    # 3. Bytes each LoopKernel reads and writes ([Note: bytes counting]).
+    # 3. Mutations written straight into the mutated memory where that is safe
+    #    ([Note: in-place mutations]).
+    in_place = in_place_placements(graph, kernels)
+    # 4. Bytes each kernel reads and writes, and its FLOPs ([Note: bytes
+    #    counting], [Note: FLOP counting]).
     for kernel in kernels:
         if isinstance(kernel, LoopKernel):
             kernel.bytes_read, kernel.bytes_written = kernel_bytes(kernel, buffers)
-    # 4. Memory plan: placements and the workspace arena ([Note: memory plan]).
-    placements, workspace_bytes = plan_memory(graph, kernels)
-    return Schedule(graph, kernels, placements, workspace_bytes)
+            kernel.flops = loop_flops(kernel, buffers)
+        else:
+            kernel.in_place = kernel.node.outputs[0].name in in_place
+            kernel.bytes_read, kernel.bytes_written = extern_bytes(kernel)
+            kernel.flops = extern_flops(kernel)
+    # 5. Memory plan: placements and the workspace arena ([Note: memory plan]).
+    placements, workspace_bytes = plan_memory(graph, kernels, in_place)
+    return Schedule(graph, kernels, placements, workspace_bytes, _writebacks(graph, in_place))
+
+
+def _writebacks(graph: LoweredGraph, in_place: dict[str, Placement]) -> list[WriteBack]:
+    """The mutations the wrapper still copies back after the last kernel."""
+    targets = [(f"input {i}", buf) for i, buf in graph.input_mutations]
+    targets += [(f"state {name}", buf) for name, buf in graph.state_mutations]
+    return [
+        WriteBack(what, buf.name, buf.nbytes()) for what, buf in targets if buf.name not in in_place
+    ]
 
 
 def _buffers_by_name(graph: LoweredGraph) -> dict[str, Buffer]:
@@ -61,4 +82,12 @@ def _check_reads(graph: LoweredGraph, buffers: dict[str, Buffer]) -> None:
         raise ValueError(f"graph {graph.name!r}: outputs {unwritten} are never written")
 
 
-__all__ = ["ExternCall", "LoopKernel", "Placement", "Schedule", "Storage", "schedule"]
+__all__ = [
+    "ExternCall",
+    "LoopKernel",
+    "Placement",
+    "Schedule",
+    "Storage",
+    "WriteBack",
+    "schedule",
+]

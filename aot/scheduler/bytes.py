@@ -8,6 +8,13 @@ every buffer the kernel materialises counts its full size once. Buffers in
 the kernel's ``local`` set never touch memory, and a read of a buffer written
 earlier in the same kernel is aligned by construction (fusion.py), so it
 reads what the kernel just wrote and is not counted either.
+
+An extern kernel reads each distinct input buffer once and writes its
+outputs. One that runs in place (a scatter or index_put into the mutated
+input's own memory, [Note: in-place mutations]) neither reads nor rewrites
+its self operand: it writes the indexed elements only (and, when it
+accumulates, reads them), as many as its index (scatter) or its broadcast
+values (index_put) hold.
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ from dataclasses import dataclass
 import sympy
 import torch
 
-from ..ir.nodes import Buffer, ComputedBuffer, Pointwise, Reduction
-from ..ir.symbols import index_vars, reduction_vars
-from .schedule import LoopKernel
+from ..ir.nodes import Buffer, ComputedBuffer, Pointwise, Reduction, ReinterpretView
+from ..ir.symbols import index_vars, product, reduction_vars
+from .schedule import ExternCall, LoopKernel
 
 
 class Token:
@@ -262,3 +269,22 @@ def kernel_bytes(kernel: LoopKernel, buffers: dict[str, Buffer]) -> tuple[sympy.
         *[node.nbytes() for node in kernel.nodes if node.name in materialised]
     )
     return sympy.sympify(bytes_read), sympy.sympify(bytes_written)
+
+
+def extern_bytes(call: ExternCall) -> tuple[sympy.Expr, sympy.Expr]:
+    """(bytes read, bytes written) of an extern kernel per [Note: bytes counting]."""
+    node = call.node
+    inputs: dict[str, Buffer] = {}
+    for value in node.inputs[1:] if call.in_place else node.inputs:
+        buffer = value.data if isinstance(value, ReinterpretView) else value
+        inputs.setdefault(buffer.name, buffer)
+    read = sympy.Add(*[b.nbytes() for b in inputs.values()])
+    if not call.in_place:
+        written = sympy.Add(*[b.nbytes() for b in node.outputs])
+        return sympy.sympify(read), sympy.sympify(written)
+    # Scatter writes one element per index position, index_put one per element
+    # of its values broadcast to the indexed shape.
+    # of its values, broadcast to the indexed shape: input 1 either way.
+    written = product(list(node.inputs[1].layout.sizes)) * node.outputs[0].dtype.itemsize
+    accumulates = node.params.get("reduce", "none") != "none" or node.params.get("accumulate")
+    return sympy.sympify(read + (written if accumulates else 0)), sympy.sympify(written)

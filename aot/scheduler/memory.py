@@ -6,7 +6,7 @@ to a LoopKernel live in registers (LOCAL). Every other buffer gets a byte
 offset into the workspace, fixed at compile time:
 - its lifetime runs from the kernel that writes it to the last kernel that
   reads it (a mutation's new value lives to the end: the wrapper copies it
-  back after the last kernel);
+  back after the last kernel) unless it is written in place (inplace.py);
 - before kernel k allocates, the blocks of buffers last read before k are
   freed, so a kernel never writes over memory it reads;
 - blocks are rounded up to 64 bytes. A static size takes the first free
@@ -20,7 +20,7 @@ Outputs never alias the workspace: they are never placed in it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import sympy
@@ -116,11 +116,14 @@ class Arena:
 
 
 def plan_memory(
-    graph: LoweredGraph, kernels: Sequence[LoopKernel | ExternCall]
+    graph: LoweredGraph,
+    kernels: Sequence[LoopKernel | ExternCall],
+    in_place: Mapping[str, Placement] | None = None,
 ) -> tuple[dict[str, Placement], sympy.Expr]:
     """Placements for every buffer of |graph| and the workspace size in bytes,
-    per [Note: memory plan]."""
-    placements: dict[str, Placement] = {}
+    per [Note: memory plan]. |in_place| places mutations' new values in the
+    mutated memory ([Note: in-place mutations])."""
+    placements: dict[str, Placement] = dict(in_place or {})
     for i, buf in enumerate(graph.inputs):
         placements[buf.name] = Placement(Storage.INPUT, i)
     for i, constant in enumerate(graph.constants):

@@ -30,14 +30,30 @@ class LoopKernel:
     outer: list[sympy.Expr]
     inner: list[sympy.Expr] = field(default_factory=list)
     local: set[str] = field(default_factory=set)
+    # Costs ([Note: bytes counting], [Note: FLOP counting]), set by schedule().
     bytes_read: sympy.Expr = sympy.Integer(0)
     bytes_written: sympy.Expr = sympy.Integer(0)
+    flops: sympy.Expr = sympy.Integer(0)
 
 
 @dataclass
 class ExternCall:
     name: str  # "extern2"
     node: ExternKernel
+    bytes_read: sympy.Expr = sympy.Integer(0)
+    bytes_written: sympy.Expr = sympy.Integer(0)
+    flops: sympy.Expr = sympy.Integer(0)
+    in_place: bool = False  # writes into its self input's memory (inplace.py)
+
+
+@dataclass
+class WriteBack:
+    """A mutation the wrapper copies back after the last kernel (one that
+    could not be written in place): |nbytes| read and as many written."""
+
+    what: str  # "input 0" | "state cache"
+    buffer: str  # the new value's buffer
+    nbytes: sympy.Expr
 
 
 class Storage(enum.Enum):
@@ -61,3 +77,4 @@ class Schedule:
     kernels: list[LoopKernel | ExternCall]
     placements: dict[str, Placement]  # buffer name -> where it lives
     workspace_bytes: sympy.Expr
+    writebacks: list[WriteBack] = field(default_factory=list)

@@ -447,11 +447,16 @@ int32_t scatter_kernel(const KernelContext& ctx, const char* handle, const char*
   Acc* a = acc.data();
   int64_t* cnt = mean ? count.data() : nullptr;
   const int64_t start_count = include_self ? 1 : 0;
-  sd::copy_self(ctx, self_l, self, n, [&](int64_t e, T v) {
-    out[e] = v;
-    if (scratch) a[e] = sd::ElemOps<T>::load(v);
-    if (mean) cnt[e] = start_count;
-  });
+  // In place (out is self's own memory, [Note: in-place mutations] in
+  // aot/scheduler/inplace.py): nothing to copy, only scratch to fill.
+  const bool in_place = static_cast<const void*>(out) == self && sd::is_contiguous(self_l);
+  if (!in_place || scratch || mean) {
+    sd::copy_self(ctx, self_l, self, n, [&](int64_t e, T v) {
+      if (!in_place) out[e] = v;
+      if (scratch) a[e] = sd::ElemOps<T>::load(v);
+      if (mean) cnt[e] = start_count;
+    });
+  }
   IndexError error;
   if (scratch) {
     sd::scatter_loop<T, Acc>(ctx, self_l, dim, index_l, index, src_l, src, value, reduce,
@@ -500,7 +505,9 @@ int32_t index_put_kernel(const KernelContext& ctx, const char* handle, const cha
     return fail(ctx, AOTC_ABI_INVALID_ARGUMENT, "%s: %s: values do not fit", handle, what);
   const int64_t n = sd::numel(self_l);
   if (n == 0) return AOTC_ABI_OK;
-  sd::copy_self(ctx, self_l, self, n, [&](int64_t e, T v) { out[e] = v; });
+  // In place (out is self's own memory): nothing to copy.
+  if (static_cast<const void*>(out) != self || !sd::is_contiguous(self_l))
+    sd::copy_self(ctx, self_l, self, n, [&](int64_t e, T v) { out[e] = v; });
   const int64_t batch = sd::numel(args.values_batch);
   const int64_t rest = sd::numel(args.values_rest);
   if (batch == 0 || rest == 0) return AOTC_ABI_OK;
