@@ -82,6 +82,7 @@ def compile_exported(
     from .codegen.wrapper.cpp_wrapper import debug_handles, generate_code
     from .provenance import error_locations, provenance_files, trace_kernels
     from .scheduler import schedule
+    from .scheduler.costs import cost_records
 
     options = exported.options
     progress.inner_times["torch_export"] = exported.export_seconds  # within "frontend"
@@ -129,6 +130,7 @@ def compile_exported(
             sample_outputs=outputs,
             metadata=metadata,
             files=extra,
+            costs=cost_records(plan, debug_handles(plan)),
         )
     progress.done()
     return output
@@ -224,11 +226,12 @@ def write_package(
     sample_outputs: Sequence[torch.Tensor] = (),
     metadata: Mapping[str, Any] | None = None,
     files: Mapping[str, bytes] | None = None,
+    costs: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Writes the package |output|: |library| (model.so) for |graph|, its
     constants, the samples (kept only when they match the graph's inputs and
     outputs), the source |tree| under src/ and the model folder's other
-    |files| (provenance)."""
+    |files| (provenance), and each kernel's |costs| in the manifest."""
     import packager
 
     inputs = [_spec(n, b) for n, b in zip(graph.input_names, graph.inputs, strict=True)]
@@ -252,6 +255,7 @@ def write_package(
             files={**{f"src/{name}": data for name, data in tree.items()}, **(files or {})},
             producer={"torch": torch.__version__},
             metadata=meta,
+            costs=costs,
         )
     return Path(output)
 

@@ -37,7 +37,7 @@ import torch
 
 from .frontend import ExportedModel
 from .frontend.locations import Frame, in_torch, node_text, parse_stack_trace, user_frame
-from .ir.nodes import Reduction
+from .scheduler.costs import json_size, kernel_kind
 from .scheduler.schedule import ExternCall, LoopKernel, Schedule
 
 KERNEL_INFORMATION = "kernel_information.json"
@@ -47,9 +47,6 @@ POST_GRAD_GRAPH = "provenance/post_grad_graph.txt"
 SOURCE_DIR = "provenance/source/"
 NODE_MAPPINGS_VERSION = 2.0
 
-# Extern kinds generated from templates (GEMM, convolution, attention); every
-# other extern kernel is hand-written.
-TEMPLATE_KINDS = frozenset({"mm", "addmm", "bmm", "convolution", "sdpa"})
 _aten = torch.ops.aten
 _DATA_MOVEMENT_OPS = frozenset(
     getattr(_aten, name)
@@ -177,14 +174,6 @@ def moves_data_only(node: torch.fx.Node) -> bool:
         return True
     packet = getattr(node.target, "overloadpacket", None)
     return packet in _DATA_MOVEMENT_OPS
-
-
-def kernel_kind(kernel: LoopKernel | ExternCall) -> str:
-    if isinstance(kernel, ExternCall):
-        return "template" if kernel.node.kind in TEMPLATE_KINDS else "extern"
-    if any(isinstance(n.data, Reduction) for n in kernel.nodes):
-        return "reduction"
-    return "pointwise"
 
 
 def kernel_bytes(kernel: LoopKernel | ExternCall) -> tuple[sympy.Expr, sympy.Expr]:
@@ -337,8 +326,8 @@ def kernel_information(traces: Sequence[KernelTrace]) -> dict[str, Any]:
             "kernel": t.kernel,
             "kind": t.kind,
             "device": t.device,
-            "bytes_read": _size(t.bytes_read),
-            "bytes_written": _size(t.bytes_written),
+            "bytes_read": json_size(t.bytes_read),
+            "bytes_written": json_size(t.bytes_written),
             "source_lines": [vars(line) for line in t.source_lines],
             "code": t.code,
             "call": t.call,
@@ -402,11 +391,6 @@ def _locate_code(traces: Sequence[KernelTrace], sources: Mapping[str, str]) -> N
 
 
 _HANDLE_COMMENT = re.compile(r"^\s*// (?P<handle>[A-Za-z_][A-Za-z0-9_]*:\d+)$")
-
-
-def _size(expr: sympy.Expr) -> int | str:
-    expr = sympy.sympify(expr)
-    return int(expr) if expr.is_Integer else str(expr)
 
 
 def _json(value: Any) -> bytes:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .costs_table import format_costs
 from .errors import PackageError
 from .names import MANIFEST
 from .reader import ModelInfo, Package
@@ -274,6 +275,7 @@ def _model_summary(pkg: Package, info: ModelInfo) -> dict[str, Any]:
             n[len(model_dir) :] for n in by_name if n.startswith(model_dir) and n not in named
         ),
         "metadata": m["metadata"],
+        "costs": m.get("costs", []),  # per kernel call: bytes and FLOPs
         "provenance": provenance,  # kernel_information.json as parsed, or None
         "provenance_problems": problems,
     }
@@ -363,13 +365,16 @@ def inspect_kernel(path: str | os.PathLike[str], name: str) -> dict[str, Any]:
     known: list[str] = []
     for model, info in pkg.models.items():
         data, _ = _read_provenance(pkg, info)
+        costs = {c.get("debug_handle"): c for c in info.manifest.get("costs", [])}
         cache: dict[str, list[str] | str] = {}
         for handle, raw in (data or {}).items():
             problems: list[str] = []
             call = parse_kernel_call(str(handle), raw, problems)
             known.append(call.handle)
             if name in (call.handle, call.kernel):
-                calls.append(_call_json(pkg, model, raw, call, problems, cache))
+                found = _call_json(pkg, model, raw, call, problems, cache)
+                found.setdefault("flops", costs.get(call.handle, {}).get("flops"))
+                calls.append(found)
     if not calls:
         listed = ", ".join(known) if known else f"none: provenance {NO_PROVENANCE}"
         raise UnknownKernelError(f"{pkg.path}: no kernel {name!r}; known handles: {listed}")
@@ -480,13 +485,13 @@ def _format_model(name: str, s: dict[str, Any]) -> list[str]:
         f"  constants  {c['count']} in {c['entries']} entries, {_size(c['bytes'])} raw, "
         f"{_size(c['stored_bytes'])} stored, {c['compressed']} compressed, {c['state']} state"
     )
-    lines.append(f"  kernels    {len(s['kernels'])}")
+    lines.append(f"  gpu kernels {len(s['kernels'])} (cubin/PTX files)")
     for k in s["kernels"]:
         lines.append(f"    {k['name']}  {k['entry']}  {_size(k['size'])}  [{k['debug_handle']}]")
     lines.append(f"  samples    {s['samples']['inputs']} inputs, {s['samples']['outputs']} outputs")
     if s["files"]:
         lines.append(f"  files      {', '.join(s['files'])}")
-    return lines + _format_provenance(s)
+    return lines + format_costs(s.get("costs") or []) + _format_provenance(s)
 
 
 def format_inspection(d: dict[str, Any]) -> str:
@@ -545,6 +550,8 @@ def _format_call(d: dict[str, Any]) -> list[str]:
     lines += _field("kind", [call.kind or "-"])
     lines += _field("device", [call.device or "-"])
     lines += _field("bytes", [_bytes_detail(call)])
+    flops = d.get("flops")
+    lines += _field("FLOPs", [f"{flops:,}" if isinstance(flops, int) else str(flops or "?")])
     lines += _field("post-grad nodes", [", ".join(call.post_grad_nodes)])
     lines += _field("pre-grad nodes", [", ".join(call.pre_grad_nodes)])
     lines += _field("model lines", _where_lines(call))

@@ -214,6 +214,29 @@ def _check_kernels(c: _Checker, v: object) -> None:
     c.unique([k.get("entry") for k in kernels if isinstance(k, dict)], "kernels", "entry")
 
 
+def _is_cost(v: object) -> bool:
+    # An integer, or an expression over a dynamic model's size symbols.
+    return _is_count(v) or (isinstance(v, str) and bool(v))
+
+
+def _check_costs(c: _Checker, v: object) -> None:
+    for i, k in enumerate(c.lst(v, "costs")):
+        f = f"costs[{i}]"
+        d = c.obj(k, f)
+        if d is None:
+            continue
+        c.keys(d, f, ("debug_handle", "kind", "bytes_read", "bytes_written", "flops"))
+        for key in ("debug_handle", "kind"):
+            if key in d:
+                c.string(d[key], f"{f}.{key}")
+        for key in ("bytes_read", "bytes_written", "flops"):
+            if key in d and not _is_cost(d[key]):
+                c.fail(
+                    f"{f}.{key}",
+                    f"expected a non-negative integer or an expression, got {d[key]!r}",
+                )
+
+
 def _check_samples(c: _Checker, v: object) -> None:
     s = c.obj(v, "samples")
     if s is None:
@@ -301,6 +324,8 @@ def validate(manifest: object) -> list[str]:
         _check_constants(c, manifest["constants"])
     if "kernels" in manifest:
         _check_kernels(c, manifest["kernels"])
+    if "costs" in manifest:  # optional: packages before aotc 0.1.0's costs lack it
+        _check_costs(c, manifest["costs"])
     if "samples" in manifest:
         _check_samples(c, manifest["samples"])
     if "metadata" in manifest:
