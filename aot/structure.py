@@ -22,6 +22,8 @@ def describe(value: Any) -> dict[str, Any] | None:
     container this format does not know."""
     if isinstance(value, torch.Tensor):
         return {"type": "leaf"}
+    if value is None:  # a forward that only mutates returns None: no output
+        return {"type": "none"}
     if type(value).__module__ == "torch.return_types":
         items = [describe(v) for v in value]
         return (
@@ -49,6 +51,8 @@ def rebuild(description: dict[str, Any], leaves: list[Any]) -> Any:
 
 def _build(description: dict[str, Any], it: Any) -> Any:
     kind = description["type"]
+    if kind == "none":
+        return None
     if kind == "leaf":
         try:
             return next(it)

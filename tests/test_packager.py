@@ -523,6 +523,26 @@ def test_verify_bad_manifest_types(pkg: Path, tmp_path: Path) -> None:
         read_package(bad)
 
 
+def test_verify_bad_costs(pkg: Path, tmp_path: Path) -> None:
+    record = {"debug_handle": "kernel0:0", "kind": "pointwise", "bytes_read": 8}
+    bad_costs = [{**record, "bytes_written": -1, "flops": ""}, "kernel1", {"kind": 3}]
+    bad = rewrite(pkg, tmp_path / "bad.pt2", edit_manifest(lambda m: m.update(costs=bad_costs)))
+    text = "\n".join(verify_package(bad))
+    for field in (
+        "costs[0].bytes_written",
+        "costs[0].flops",
+        "costs[1]: expected an object",
+        "costs[2]: missing",
+        "costs[2].kind",
+    ):
+        assert field in text
+    # Integers and a dynamic model's expressions are both valid.
+    good = [{**record, "bytes_written": "64*s0", "flops": 0}]
+    fine = rewrite(pkg, tmp_path / "fine.pt2", edit_manifest(lambda m: m.update(costs=good)))
+    assert verify_package(fine) == []
+    assert read_package(fine).models["mlp"].manifest["costs"] == good
+
+
 def test_unknown_format_version_refused(pkg: Path, tmp_path: Path) -> None:
     bad = rewrite(pkg, tmp_path / "bad.pt2", edit_manifest(lambda m: m.update(format_version=2)))
     with pytest.raises(PackageError, match="format_version 2 is not supported"):

@@ -90,6 +90,7 @@ class _GraphLowering:
         self.registry = registry
         self.ctx = LoweringContext()
         self.env: dict[torch.fx.Node, Any] = {}
+        self.mutation_values: set[str] = set()  # set by run()
         self.inputs: list[Buffer] = []
         self.input_names: list[str] = []
         self.input_index: dict[str, int] = {}  # placeholder name -> user input index
@@ -117,6 +118,18 @@ class _GraphLowering:
         storages: dict[tuple[Any, ...], Constant] = {}
         for node, spec in zip(placeholders, specs, strict=True):
             self._placeholder(node, spec, mutated, storages)
+        # A mutation's new value is realized where it is computed, so later
+        # readers load it instead of recomputing it from the old value (which
+        # lets the scheduler write it in place, [Note: in-place mutations]).
+        (output_node,) = [n for n in graph.nodes if n.op == "output"]
+        self.mutation_values = {
+            arg.name
+            for arg, spec in zip(
+                output_node.args[0], self.program.graph_signature.output_specs, strict=False
+            )
+            if isinstance(arg, torch.fx.Node)
+            and spec.kind in (OutputKind.BUFFER_MUTATION, OutputKind.USER_INPUT_MUTATION)
+        }
         outputs: list[Buffer] = []
         input_mutations: list[tuple[int, Buffer]] = []
         state_mutations: list[tuple[str, Buffer]] = []
@@ -317,6 +330,8 @@ class _GraphLowering:
             if isinstance(result, Reduction):
                 result = self.ctx.reduce(result)
             result = self._check(result, val)
+            if node.name in self.mutation_values and _is_value(result):
+                result = self._computed(result)
             self.ctx.note_inlined(result, self.ctx.live_origins())
         except UnsupportedOpError as e:
             e.node = node.name  # type: ignore[attr-defined]  (as LoweringError.node)

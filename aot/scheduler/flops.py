@@ -7,9 +7,10 @@
   masked), comparisons and integer or bitwise ops count nothing. A
   reduction's combine counts one per reduced element (REDUCTION_COMBINE_FLOPS:
   Welford's update counts six, once for its two outputs; any/all on
-  booleans nothing). Masked bodies count as if always evaluated. A local
-  node that codegen recomputes in a second loop is counted once: the figure
-  is the model's work, not the schedule's;
+  booleans nothing). Masked bodies count as if always evaluated. Bodies are
+  counted as lowered: a pointwise value inlined into two nodes counts in
+  both (the kernel does compute it twice), while a local node that codegen
+  recomputes in a second loop of its kernel counts once;
 - GEMM and convolution count 2 per multiply-add (torch.utils.flop_counter's
   convention) plus one per output element for a bias; attention counts its
   two matrix products; pooling one per window element per output, a scan
