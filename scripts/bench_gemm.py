@@ -89,9 +89,8 @@ def main() -> int:
     dtype = getattr(torch, args.dtype)
     sizes, repeats = (QUICK, 5) if args.quick else (SIZES, 15)
     print(f"GEMM {args.dtype}, {args.threads} threads, torch {torch.__version__}")
-    print(
-        f"{'M x N x K':>18}  {'eager ms':>9}  {'compile ms':>10}  {'aotc ms':>9}  {'aotc/eager':>10}"
-    )
+    header = ("M x N x K", "eager ms", "compile ms", "aotc ms", "aotc/eager")
+    print("  ".join(f"{h:>{w}}" for h, w in zip(header, (18, 9, 10, 9, 10), strict=True)))
     missed = 0
     for m, n, k, target in sizes:
         r = bench(m, n, k, dtype, repeats)
