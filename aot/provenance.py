@@ -140,7 +140,6 @@ def trace_kernels(
             for p in pre:
                 text = pre_nodes[p].meta.get("stack_trace")
                 _add_trace(text, exported.source_path, files, stacks, lines)
-        read, written = kernel_bytes(kernel)
         traces.append(
             KernelTrace(
                 handle=handle,
@@ -151,8 +150,8 @@ def trace_kernels(
                 pre_grad_nodes=pre,
                 stack_traces=stacks,
                 source_lines=lines,
-                bytes_read=read,
-                bytes_written=written,
+                bytes_read=sympy.sympify(kernel.bytes_read),
+                bytes_written=sympy.sympify(kernel.bytes_written),
             )
         )
     return traces
@@ -174,11 +173,6 @@ def moves_data_only(node: torch.fx.Node) -> bool:
         return True
     packet = getattr(node.target, "overloadpacket", None)
     return packet in _DATA_MOVEMENT_OPS
-
-
-def kernel_bytes(kernel: LoopKernel | ExternCall) -> tuple[sympy.Expr, sympy.Expr]:
-    """(read, written) bytes, as the scheduler counted them ([Note: bytes counting])."""
-    return sympy.sympify(kernel.bytes_read), sympy.sympify(kernel.bytes_written)
 
 
 def pre_grad_map(

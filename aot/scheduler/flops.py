@@ -29,6 +29,7 @@ import torch
 from ..ir.nodes import Buffer, ExternKernel, Reduction, ReinterpretView, WelfordReduction
 from ..ir.ops import OP_NAMES
 from ..ir.symbols import product
+from .fusion import loop_args
 from .schedule import ExternCall, LoopKernel
 
 
@@ -132,8 +133,6 @@ for _name in PREDICATE_OPS:
 
 def loop_flops(kernel: LoopKernel, buffers: Mapping[str, Buffer]) -> sympy.Expr:
     """The FLOPs of |kernel| per [Note: FLOP counting]."""
-    from .inplace import loop_args
-
     dtypes = {name: buf.dtype for name, buf in buffers.items()}
     total = sympy.Integer(0)
     for node in kernel.nodes:

@@ -358,6 +358,20 @@ def fuse(graph: LoweredGraph) -> list[LoopKernel | ExternCall]:
     return kernels
 
 
+def loop_args(
+    kernel: LoopKernel, node: ComputedBuffer
+) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
+    """(index, rindex) that |node|'s body sees at |kernel|'s canonical loop
+    variables (kernel.nodes obey LoopKernel's contract literally)."""
+    structure = Structure(tuple(kernel.outer), tuple(kernel.inner))
+    outer, inner = structure.outer_vars(), structure.inner_vars()
+    if isinstance(node.data, Reduction):
+        return outer, inner
+    if len(node.data.ranges) == len(kernel.outer):
+        return outer, []
+    return outer + inner, []
+
+
 def readers(kernels: Sequence[LoopKernel | ExternCall]) -> dict[str, set[int]]:
     """Buffer name -> indices of the kernels that read it."""
     read_by: dict[str, set[int]] = {}

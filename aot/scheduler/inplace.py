@@ -27,9 +27,9 @@ from collections.abc import Sequence
 import sympy
 
 from ..ir.graph import LoweredGraph
-from ..ir.nodes import Buffer, ComputedBuffer, Reduction, ReinterpretView
+from ..ir.nodes import Buffer, ReinterpretView
 from .bytes import node_reads, record_loads
-from .fusion import kernel_reads
+from .fusion import kernel_reads, loop_args
 from .schedule import ExternCall, LoopKernel, Placement, Storage
 
 # Extern kinds whose C++ kernel runs correctly with out == inputs[0] ("self").
@@ -90,22 +90,6 @@ def _extern_in_place(call: ExternCall, old: str) -> bool:
     if not (isinstance(self_value, Buffer) and self_value.name == old):
         return False  # self is a view of I (or not I): its elements move
     return all(view_name(v) != old for v in node.inputs[1:])
-
-
-def loop_args(
-    kernel: LoopKernel, node: ComputedBuffer
-) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
-    """(index, rindex) that |node|'s body sees at |kernel|'s canonical loop
-    variables (kernel.nodes obey LoopKernel's contract literally)."""
-    from .fusion import Structure
-
-    structure = Structure(tuple(kernel.outer), tuple(kernel.inner))
-    outer, inner = structure.outer_vars(), structure.inner_vars()
-    if isinstance(node.data, Reduction):
-        return outer, inner
-    if len(node.data.ranges) == len(kernel.outer):
-        return outer, []
-    return outer + inner, []
 
 
 def _loop_in_place(kernel: LoopKernel, old: str, new: str) -> bool:

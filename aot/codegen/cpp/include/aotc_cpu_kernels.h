@@ -355,6 +355,17 @@ int32_t gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N, int6
   }
 
   const bool use_bias = bias.data != nullptr && beta != 0.0f;
+  // Epilogue: row i of batch bb, columns [j0, j0 + cols), from float sums.
+  auto store_row = [&](int64_t bb, int64_t i, int64_t j0, int64_t cols, const float* acc) {
+    T* crow = out + (bb * M + i) * N + j0;
+    if (use_bias) {
+      const T* brow = bias.data + bb * bias.sb + i * bias.s0 + j0 * bias.s1;
+      for (int64_t j = 0; j < cols; ++j)
+        crow[j] = from_f32<T>(alpha * acc[j] + beta * to_f32(brow[j * bias.s1]));
+    } else {
+      for (int64_t j = 0; j < cols; ++j) crow[j] = from_f32<T>(alpha * acc[j]);
+    }
+  };
   // A few rows (a GEMV, decode-time linear layers): stream whole rows of B
   // (1 KB per k) instead of 64-byte micro-panels; it is memory-bound.
   if (M < kGemmMR) {
@@ -375,16 +386,7 @@ int32_t gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N, int6
           for (int64_t r = 0; r < M; ++r) av[r] = to_f32(arow[r * a.s0 + k * a.s1]);
           detail::fma_rows<kCols>(acc, av, M, bpanel + k * panel_ld, 1, cols);
         }
-        for (int64_t r = 0; r < M; ++r) {
-          T* crow = out + (bb * M + r) * N + j0;
-          if (use_bias) {
-            const T* brow = bias.data + bb * bias.sb + r * bias.s0 + j0 * bias.s1;
-            for (int64_t j = 0; j < cols; ++j)
-              crow[j] = from_f32<T>(alpha * acc[r][j] + beta * to_f32(brow[j * bias.s1]));
-          } else {
-            for (int64_t j = 0; j < cols; ++j) crow[j] = from_f32<T>(alpha * acc[r][j]);
-          }
-        }
+        for (int64_t r = 0; r < M; ++r) store_row(bb, r, j0, cols, acc[r]);
       }
     });
     return AOTC_ABI_OK;
@@ -441,20 +443,7 @@ int32_t gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N, int6
           }
         }
       }
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t i = i0 + r;
-        T* crow = out + (bb * M + i) * N + j0;
-        const float* acc = tile + r * kGemmNC;
-        if (use_bias) {
-          const T* brow = bias.data + bb * bias.sb + i * bias.s0 + j0 * bias.s1;
-          const int64_t bs = bias.s1;
-          for (int64_t j = 0; j < cols; ++j) {
-            crow[j] = from_f32<T>(alpha * acc[j] + beta * to_f32(brow[j * bs]));
-          }
-        } else {
-          for (int64_t j = 0; j < cols; ++j) crow[j] = from_f32<T>(alpha * acc[j]);
-        }
-      }
+      for (int64_t r = 0; r < rows; ++r) store_row(bb, i0 + r, j0, cols, tile + r * kGemmNC);
     }
   });
   return AOTC_ABI_OK;
