@@ -87,10 +87,12 @@ inline void gemm_micro(int64_t kc, const float* a, const float* b, int64_t ldb, 
 // broadcast dim); beta == 0 ignores it entirely (NaN in it does not
 // propagate), as addmm does. mm: batch 1, no bias; addmm: batch 1;
 // bmm: no bias. Operands with sb == 0 are shared by every batch.
-// [Note: GEMM micro-kernel] describes the blocking.
-template <typename T>
+// [Note: GEMM micro-kernel] describes the blocking; |epi| runs on each
+// stored row segment ([Note: extern epilogues]; row = b * M + i).
+template <typename T, typename Epilogue = NoEpilogue>
 int32_t gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N, int64_t K, Matrix<T> a,
-             Matrix<T> b, Matrix<T> bias, float alpha, float beta, T* out) {
+             Matrix<T> b, Matrix<T> bias, float alpha, float beta, T* out,
+             const Epilogue& epi = Epilogue{}) {
   using detail::kGemmKC;
   using detail::kGemmMC;
   using detail::kGemmMR;
@@ -147,6 +149,7 @@ int32_t gemm(const KernelContext& ctx, int64_t batch, int64_t M, int64_t N, int6
     } else {
       for (int64_t j = 0; j < cols; ++j) crow[j] = from_f32<T>(alpha * acc[j]);
     }
+    epi(bb * M + i, j0, j0 + cols);
   };
   // A few rows (a GEMV, decode-time linear layers): stream whole rows of B
   // (1 KB per k) instead of 64-byte micro-panels; it is memory-bound.

@@ -89,6 +89,23 @@ inline float mask_value(bool keep) { return keep ? 0.0f : -std::numeric_limits<f
 inline float mask_value(float v) { return v; }
 inline float mask_value(bf16 v) { return bf16_to_f32(v.bits); }
 
+// -- fused epilogues ----------------------------------------------------------
+
+// [Note: extern epilogues] A GEMM or convolution may run a fused pointwise
+// kernel (activation, batch norm, residual add ...) on its output while the
+// output is still in cache. The kernel takes an Epilogue functor and, after
+// it has stored a segment of one output row, calls
+//   epi(row, c0, c1)
+// where |row| is the flat index over every output dim but the last (the
+// output is contiguous) and [c0, c1) a range of the last dim. Every output
+// element is passed exactly once, after its final value is stored; calls
+// come from any thread of the pool, for disjoint ranges, so the functor
+// must only read the elements it is given (and other buffers) and write
+// its own outputs at the same positions. NoEpilogue does nothing.
+struct NoEpilogue {
+  void operator()(int64_t, int64_t, int64_t) const {}
+};
+
 // -- operand descriptions ------------------------------------------------------
 
 // A batch of matrices: element (b, i, j) at data[b*sb + i*s0 + j*s1].
