@@ -160,7 +160,10 @@ def trace_kernels(
 def kernel_origins(kernel: LoopKernel | ExternCall) -> list[str]:
     """The FX node names |kernel| computes, first appearance first."""
     origins: dict[str, None] = {}
-    nodes = kernel.nodes if isinstance(kernel, LoopKernel) else [kernel.node]
+    if isinstance(kernel, LoopKernel):
+        nodes = kernel.nodes
+    else:
+        nodes = [kernel.node, *(kernel.epilogue.nodes if kernel.epilogue else [])]
     for node in nodes:
         origins.update(dict.fromkeys(node.origins))
     return list(origins)

@@ -71,6 +71,19 @@ class Counter(nn.Module):
         return self.total * 2
 
 
+class ConvBnRelu(nn.Module):
+    """conv -> batch norm (eval, with non-trivial statistics) -> relu."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.bn.running_mean.uniform_(-0.5, 0.5)
+        self.bn.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)))
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -87,6 +100,13 @@ class Case:
 
     def draw(self) -> tuple[torch.Tensor, ...]:
         return tuple(make() for make in self.inputs)
+
+
+def _relu_and_column_sums_of_product(
+    x: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    y = x @ w
+    return torch.relu(y), y.sum(0)
 
 
 def _add_one_(x: torch.Tensor) -> None:
@@ -447,6 +467,68 @@ CASES = [
         1,
         (8 * 32 + 16 * 32 + 16) * 4 + 8 * 16 * 4,
         2 * 8 * 16 * 32 + 8 * 16,
+    ),
+    # Pointwise consumers of a GEMM or convolution run in its epilogue, row by
+    # row, and overwrite its output in place: the product is written once
+    # and never read back ([Note: epilogue fusion]). relu is a maximum: 1 FLOP.
+    Case(
+        "gemm_relu_epilogue",
+        lambda x, w, b: F.relu(F.linear(x, w, b)),
+        (randn(8, 32), randn(16, 32), randn(16)),
+        1,
+        (8 * 32 + 16 * 32 + 16) * 4 + 8 * 16 * 4,
+        2 * 8 * 16 * 32 + 8 * 16 + 8 * 16,
+    ),
+    Case(
+        "gemm_residual_epilogue",
+        lambda x, w, r: F.linear(x, w) + r,
+        (randn(8, 32), randn(16, 32), randn(8, 16)),
+        1,
+        (8 * 32 + 16 * 32 + 8 * 16) * 4 + 8 * 16 * 4,
+        2 * 8 * 16 * 32 + 8 * 16,
+    ),
+    # The epilogue re-reads x, which the GEMM reads already: counted once.
+    Case(
+        "gemm_reads_its_input_again",
+        lambda x, w: x @ w + x,
+        (randn(16, 16), randn(16, 16)),
+        1,
+        2 * 16 * 16 * 4 + 16 * 16 * 4,
+        2 * 16 * 16 * 16 + 16 * 16,
+    ),
+    Case(
+        "bmm_scale_epilogue",
+        lambda a, b: torch.bmm(a, b) * 0.5,
+        (randn(4, 8, 16), randn(4, 16, 8)),
+        1,
+        (4 * 8 * 16 + 4 * 16 * 8) * 4 + 4 * 8 * 8 * 4,
+        2 * 4 * 8 * 8 * 16 + 4 * 8 * 8,
+    ),
+    # Two consumers: the product stays in memory for the second kernel.
+    Case(
+        "gemm_epilogue_and_a_reader",
+        _relu_and_column_sums_of_product,
+        (randn(8, 32), randn(32, 16)),
+        2,
+        # GEMM + relu: x, w -> product, relu; sum: product -> 16 sums
+        (8 * 32 + 32 * 16) * 4 + 2 * 8 * 16 * 4 + 8 * 16 * 4 + 16 * 4,
+    ),
+    # Eval batch norm and relu after a convolution: one kernel. It reads the
+    # input, the weight, the conv bias and four per-channel vectors.
+    Case(
+        "conv_bn_relu_epilogue",
+        ConvBnRelu,
+        (randn(2, 4, 8, 8),),
+        1,
+        (2 * 4 * 8 * 8 + 8 * 4 * 9 + 8 + 4 * 8) * 4 + 2 * 8 * 8 * 8 * 4,
+    ),
+    Case(
+        "conv_residual_relu_epilogue",
+        lambda x, w: F.relu(F.conv2d(x, w, padding=1) + x),
+        (randn(2, 4, 8, 8), randn(4, 4, 3, 3)),
+        1,
+        (2 * 4 * 8 * 8 + 4 * 4 * 9) * 4 + 2 * 4 * 8 * 8 * 4,
+        2 * 2 * 4 * 8 * 8 * 4 * 9 + 2 * 2 * 4 * 8 * 8,
     ),
 ]
 

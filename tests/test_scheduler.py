@@ -399,16 +399,56 @@ def test_extern_splits_groups() -> None:
     p1 = pointwise("p1", [4, 4], lambda ops, i: ops.mul(el(ops, i), ops.constant(2.0, F32)))
     p2 = pointwise("p2", [4, 4], lambda ops, i: ops.mul(xl(ops, i), ops.constant(3.0, F32)))
     sched = schedule(make_graph([x], [p0, mm, p1, p2], [p1, p2], constants=[w]))
-    k0, call, k1 = sched.kernels
-    assert isinstance(k0, LoopKernel) and isinstance(k1, LoopKernel)
-    assert isinstance(call, ExternCall) and call.name == "extern0" and call.node is mm
-    assert (k0.name, k1.name) == ("kernel0", "kernel1")
+    k0, call = sched.kernels
+    assert isinstance(k0, LoopKernel) and isinstance(call, ExternCall)
+    assert call.name == "extern0" and call.node is mm
+    # p1 reads the GEMM output aligned: its kernel (p2 rides along) becomes
+    # the GEMM's epilogue ([Note: epilogue fusion]). Two stored outputs: mm0
+    # keeps its own memory.
+    k1 = call.epilogue
+    assert k1 is not None and k1.name == "kernel1"
     assert [n.name for n in k1.nodes] == ["p1", "p2"]
+    assert call.epilogue_shares is None
     assert k0.local == set()  # p0 is read by the extern
     assert where(sched, "p0") == (Storage.WORKSPACE, 0, 0)
     assert where(sched, "mm0") == (Storage.WORKSPACE, 0, 64)
     assert sched.workspace_bytes == 128
-    assert (k1.bytes_read, k1.bytes_written) == (128, 128)  # mm0, x; p1, p2
+    # extern: p0, w -> mm0; epilogue: x (mm0 is read in cache) -> p1, p2
+    assert (call.bytes_read, call.bytes_written) == (192, 192)
+
+
+def _gemm_graph(epilogue_index: Callable[[list[sympy.Expr]], list[sympy.Expr]] | None = None):
+    """x @ w then relu, the relu reading the product at epilogue_index(i)."""
+    x, w = inp("x", [4, 8]), inp("w", [8, 4], BufferKind.CONSTANT)
+    out = Buffer("mm0", F32, Layout.contiguous(_sizes([4, 4])))
+    mm = ExternKernel("extern0", "mm", [x, w], [out])
+    ol = out.make_loader()
+    pick = epilogue_index or (lambda i: i)
+    relu = pointwise(
+        "relu", [4, 4], lambda ops, i: ops.maximum(ol(ops, pick(i)), ops.constant(0.0, F32))
+    )
+    return make_graph([x], [mm, relu], [relu], constants=[w])
+
+
+def test_epilogue_shares_the_gemm_output() -> None:
+    """relu(x @ w): one call; the GEMM writes the output memory and the
+    epilogue overwrites it, so the product costs no workspace or traffic."""
+    sched = schedule(_gemm_graph())
+    (call,) = sched.kernels
+    assert isinstance(call, ExternCall) and call.epilogue is not None
+    assert call.epilogue_shares == "relu"
+    assert where(sched, "mm0") == where(sched, "relu") == (Storage.OUTPUT, 0, 0)
+    assert sched.workspace_bytes == 0
+    assert (call.bytes_read, call.bytes_written) == (4 * 8 * 4 + 8 * 4 * 4, 4 * 4 * 4)
+    assert call.flops == 2 * 4 * 4 * 8 + 4 * 4  # the GEMM; one maximum per element
+
+
+def test_epilogue_needs_aligned_reads() -> None:
+    """relu((x @ w).t()) reads another row's elements: not an epilogue."""
+    sched = schedule(_gemm_graph(lambda i: [i[1], i[0]]))
+    call, kernel = sched.kernels
+    assert isinstance(call, ExternCall) and call.epilogue is None
+    assert isinstance(kernel, LoopKernel)
 
 
 def test_full_reduction_does_not_swallow_a_big_pointwise() -> None:
@@ -593,3 +633,25 @@ def test_recorder_sees_masked_and_indirect_loads() -> None:
     (kernel,) = sched.kernels
     assert isinstance(kernel, LoopKernel)
     assert kernel.bytes_read == 4 * 4 + 100 * 8 * 4  # a gather counts its whole table
+
+
+def test_epilogue_not_moved_past_its_inputs() -> None:
+    """q = relu(x) runs after the GEMM; y = (x @ w) + q needs q, so y cannot
+    move up into the GEMM's epilogue (the graph is [mm, q, y]). Moving is
+    fine when y reads only the product (and inputs)."""
+    x, w = inp("x", [4, 4]), inp("w", [4, 4], BufferKind.CONSTANT)
+    xl = x.make_loader()
+    out = Buffer("mm0", F32, Layout.contiguous(_sizes([4, 4])))
+    mm = ExternKernel("extern0", "mm", [x, w], [out])
+    ol = out.make_loader()
+    zero = lambda ops: ops.constant(0.0, F32)  # noqa: E731
+    # A reduction keeps q out of y's kernel; it is a row max of relu(x).
+    q = reduction(
+        "q", [4], [4], "max", lambda ops, i, r: ops.maximum(xl(ops, [i[0], r[0]]), zero(ops))
+    )
+    ql = expand(q, [4, 4]).make_loader()
+    y = pointwise("y", [4, 4], lambda ops, i: ops.add(ol(ops, i), ql(ops, i)))
+    sched = schedule(make_graph([x], [mm, q, y], [y], constants=[w]))
+    call, kq, ky = sched.kernels
+    assert isinstance(call, ExternCall) and call.epilogue is None
+    assert [n.name for n in ky.nodes] == ["y"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from ..ir.graph import LoweredGraph
 from ..ir.nodes import Buffer, ExternKernel
-from .bytes import extern_bytes, kernel_bytes, node_reads
+from .bytes import epilogue_bytes, extern_bytes, kernel_bytes, node_reads
+from .epilogue import attach_epilogues
 from .flops import extern_flops, loop_flops
 from .fusion import fuse
 from .inplace import in_place_placements
@@ -25,7 +26,10 @@ def schedule(graph: LoweredGraph) -> Schedule:
     # 3. Mutations written straight into the mutated memory where that is safe
     #    ([Note: in-place mutations]).
     in_place = in_place_placements(graph, kernels)
-    # 4. Bytes each kernel reads and writes, and its FLOPs ([Note: bytes
+    # 4. Pointwise consumers of GEMM/convolution outputs run inside the extern
+    #    call ([Note: epilogue fusion]).
+    kernels = attach_epilogues(graph, kernels)
+    # 5. Bytes each kernel reads and writes, and its FLOPs ([Note: bytes
     #    counting], [Note: FLOP counting]).
     for kernel in kernels:
         if isinstance(kernel, LoopKernel):
@@ -35,9 +39,20 @@ def schedule(graph: LoweredGraph) -> Schedule:
             kernel.in_place = kernel.node.outputs[0].name in in_place
             kernel.bytes_read, kernel.bytes_written = extern_bytes(kernel)
             kernel.flops = extern_flops(kernel)
-    # 5. Memory plan: placements and the workspace arena ([Note: memory plan]).
+            if kernel.epilogue is not None:
+                _add_epilogue_costs(kernel, buffers)
+    # 6. Memory plan: placements and the workspace arena ([Note: memory plan]).
     placements, workspace_bytes = plan_memory(graph, kernels, in_place)
     return Schedule(graph, kernels, placements, workspace_bytes, _writebacks(graph, in_place))
+
+
+def _add_epilogue_costs(call: ExternCall, buffers: dict[str, Buffer]) -> None:
+    """Adds a fused epilogue's bytes and FLOPs to |call|'s."""
+    assert call.epilogue is not None
+    read, written = epilogue_bytes(call, buffers)
+    call.bytes_read = call.bytes_read + read
+    call.bytes_written = call.bytes_written + written
+    call.flops = call.flops + loop_flops(call.epilogue, buffers)
 
 
 def _writebacks(graph: LoweredGraph, in_place: dict[str, Placement]) -> list[WriteBack]:

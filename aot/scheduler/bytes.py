@@ -20,6 +20,7 @@ values (index_put) hold.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import sympy
@@ -255,20 +256,42 @@ def node_reads(node: ComputedBuffer) -> set[str]:
     return {load.name for load in loads}
 
 
-def kernel_bytes(kernel: LoopKernel, buffers: dict[str, Buffer]) -> tuple[sympy.Expr, sympy.Expr]:
+def kernel_bytes(
+    kernel: LoopKernel, buffers: dict[str, Buffer], skip_reads: AbstractSet[str] = frozenset()
+) -> tuple[sympy.Expr, sympy.Expr]:
     """(bytes read, bytes written) of |kernel| per [Note: bytes counting].
-    |buffers| maps every buffer name of the graph to its Buffer."""
+    |buffers| maps every buffer name of the graph to its Buffer; reads of
+    |skip_reads| are not counted."""
     written = {node.name for node in kernel.nodes}
     read: set[str] = set()
     for node in kernel.nodes:
         read |= node_reads(node)
-    read -= written | kernel.local
+    read -= written | kernel.local | skip_reads
     materialised = written - kernel.local
     bytes_read = sympy.Add(*[buffers[name].nbytes() for name in sorted(read)])
     bytes_written = sympy.Add(
         *[node.nbytes() for node in kernel.nodes if node.name in materialised]
     )
     return sympy.sympify(bytes_read), sympy.sympify(bytes_written)
+
+
+def epilogue_bytes(call: ExternCall, buffers: dict[str, Buffer]) -> tuple[sympy.Expr, sympy.Expr]:
+    """What a fused epilogue adds to its extern call's (bytes read, bytes
+    written) ([Note: epilogue fusion]): buffers the extern does not already
+    read; not the extern's output, which it reads back from cache; and its
+    own stores, less the output's when it overwrites the output's memory."""
+    epilogue = call.epilogue
+    assert epilogue is not None
+    output = call.node.outputs[0]
+    seen = {
+        view.data.name if isinstance(view, ReinterpretView) else view.name
+        for view in call.node.inputs
+    }
+    seen.add(output.name)
+    read, written = kernel_bytes(epilogue, buffers, skip_reads=seen)
+    if call.epilogue_shares is not None:
+        written = written - output.nbytes()
+    return read, written
 
 
 def extern_bytes(call: ExternCall) -> tuple[sympy.Expr, sympy.Expr]:
@@ -283,7 +306,6 @@ def extern_bytes(call: ExternCall) -> tuple[sympy.Expr, sympy.Expr]:
         written = sympy.Add(*[b.nbytes() for b in node.outputs])
         return sympy.sympify(read), sympy.sympify(written)
     # Scatter writes one element per index position, index_put one per element
-    # of its values broadcast to the indexed shape.
     # of its values, broadcast to the indexed shape: input 1 either way.
     written = product(list(node.inputs[1].layout.sizes)) * node.outputs[0].dtype.itemsize
     accumulates = node.params.get("reduce", "none") != "none" or node.params.get("accumulate")

@@ -383,10 +383,11 @@ def readers(kernels: Sequence[LoopKernel | ExternCall]) -> dict[str, set[int]]:
 
 def kernel_reads(kernel: LoopKernel | ExternCall) -> set[str]:
     if isinstance(kernel, ExternCall):
-        return {
+        names = {
             view.name if isinstance(view, Buffer) else view.data.name for view in kernel.node.inputs
         }
-    names: set[str] = set()
+        return names | (kernel_reads(kernel.epilogue) if kernel.epilogue else set())
+    names = set()
     for node in kernel.nodes:
         names |= node_reads(node)
     return names

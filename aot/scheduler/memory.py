@@ -132,6 +132,13 @@ def plan_memory(
         placements[buf.name] = Placement(Storage.OUTPUT, i)
 
     written: list[list[Buffer]] = [_written(kernel) for kernel in kernels]
+    # A GEMM/convolution output overwritten by its epilogue lives in the
+    # epilogue output's memory ([Note: epilogue fusion]).
+    shared = {
+        k.node.outputs[0].name: k.epilogue_shares
+        for k in kernels
+        if isinstance(k, ExternCall) and k.epilogue_shares is not None
+    }
     read_by = readers(kernels)
     forever = len(kernels)
     keep = live_at_end(graph)
@@ -140,10 +147,11 @@ def plan_memory(
         for buf in buffers:
             if buf.name in placements:
                 continue
-            kernel = kernels[k]
-            if isinstance(kernel, LoopKernel) and buf.name in kernel.local:
+            if buf.name in _locals(kernels[k]):
                 placements[buf.name] = Placement(Storage.LOCAL)
                 continue
+            if buf.name in shared:
+                continue  # placed with its epilogue's output, below
             last_use[buf.name] = forever if buf.name in keep else max(read_by.get(buf.name, {k}))
 
     arena = Arena()
@@ -154,10 +162,19 @@ def plan_memory(
             if buf.name in last_use:
                 offset = arena.allocate(buf.name, buf.nbytes())
                 placements[buf.name] = Placement(Storage.WORKSPACE, offset=offset)
+    for output, epilogue_output in shared.items():
+        placements[output] = placements[epilogue_output]
     return placements, arena.end
 
 
 def _written(kernel: LoopKernel | ExternCall) -> list[Buffer]:
     if isinstance(kernel, ExternCall):
-        return list(kernel.node.outputs)
+        fused = kernel.epilogue.nodes if kernel.epilogue else []
+        return [*kernel.node.outputs, *fused]
     return list(kernel.nodes)
+
+
+def _locals(kernel: LoopKernel | ExternCall) -> set[str]:
+    if isinstance(kernel, ExternCall):
+        return kernel.epilogue.local if kernel.epilogue else set()
+    return kernel.local

@@ -44,6 +44,10 @@ class ExternCall:
     bytes_written: sympy.Expr = sympy.Integer(0)
     flops: sympy.Expr = sympy.Integer(0)
     in_place: bool = False  # writes into its self input's memory (inplace.py)
+    # A pointwise kernel run on each stored output row segment, and the
+    # buffer of it that shares the output's memory ([Note: epilogue fusion]).
+    epilogue: LoopKernel | None = None
+    epilogue_shares: str | None = None
 
 
 @dataclass

@@ -43,6 +43,7 @@ import sympy
 import torch
 
 from ...ir.nodes import Buffer, ExternKernel, ReinterpretView
+from .kernel import EpilogueCode
 
 EXTERN_HEADER = "aotc_cpu_kernels.h"
 
@@ -67,16 +68,21 @@ def emit_extern(
     buffer_ids: dict[str, int],
     size_expr: SizeExpr,
     debug_handle: str | None = None,
+    epilogue: EpilogueCode | None = None,
 ) -> str:
     """The C++ source of ``static int32_t <call_name>(const
     aotc_rt::KernelContext& ctx)``, which runs |node|, behind a
-    ``// <debug_handle>`` comment and the FX nodes it computes."""
+    ``// <debug_handle>`` comment and the FX nodes it computes. |epilogue|
+    (kernel.generate_epilogue) is passed to the kernel as its last argument
+    ([Note: epilogue fusion])."""
     emitters = _all_emitters()
     emit = emitters.get(node.kind)
     if emit is None:
         known = ", ".join(sorted(emitters))
         raise ValueError(f"no C++ call for extern kernel kind {node.kind!r} (known: {known})")
     body = emit(Operands(node, buffer_ids, size_expr))
+    if epilogue is not None:
+        body = _with_epilogue(node, body, epilogue)
     header = [f"// {debug_handle}"] if debug_handle else []
     if node.origins:
         header.append(f"// origins: {', '.join(node.origins)}")
@@ -90,6 +96,22 @@ def emit_extern(
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _with_epilogue(node: ExternKernel, body: list[str], epilogue: EpilogueCode) -> list[str]:
+    """|body| (ending ``return kn::<kernel>(...);``) calling the kernel with
+    the epilogue functor, then returning the epilogue's status."""
+    call = body[-1]
+    if not (call.startswith("return kn::") and call.endswith(");")):
+        raise ValueError(f"extern kind {node.kind!r} takes no epilogue (its call is {call!r})")
+    invoke = call[len("return ") : -len(");")] + ", epilogue)"
+    return [
+        *body[:-1],
+        *epilogue.setup,
+        *epilogue.functor,
+        f"if (const int32_t code = {invoke}; code != AOTC_ABI_OK) return code;",
+        *epilogue.returns,
+    ]
 
 
 class Operands:

@@ -77,7 +77,7 @@ LANES = 16
 _LANE_TYPES = ("sum", "prod", "max", "min")
 _LOOP_VAR = re.compile(r"[ir]\d+")
 
-__all__ = ["generate_loop_kernel", "graph_buffer_dtypes"]
+__all__ = ["EpilogueCode", "generate_epilogue", "generate_loop_kernel", "graph_buffer_dtypes"]
 
 
 def graph_buffer_dtypes(graph: LoweredGraph) -> dict[str, torch.dtype]:
@@ -108,6 +108,34 @@ def generate_loop_kernel(
     compute itself (inputs, constants, earlier kernels' outputs; see
     graph_buffer_dtypes)."""
     return _KernelPrinter(kernel, buffer_ids, size_expr, debug_handle, buffer_dtypes or {}).render()
+
+
+@dataclass
+class EpilogueCode:
+    """A LoopKernel as the epilogue of an extern call ([Note: epilogue
+    fusion]): |setup| declares its pointers and sizes in the extern's
+    function, |functor| defines ``auto epilogue = [&](int64_t row, int64_t c0,
+    int64_t c1) {...};`` over one row segment, and |returns| ends the
+    function once the extern succeeded (reporting index errors)."""
+
+    setup: list[str]
+    functor: list[str]
+    returns: list[str]
+
+
+def generate_epilogue(
+    kernel: LoopKernel,
+    buffer_ids: dict[str, int],
+    size_expr: Callable[[sympy.Expr], str],
+    debug_handle: str,
+    buffer_dtypes: Mapping[str, torch.dtype] | None = None,
+) -> EpilogueCode:
+    """|kernel| (pure pointwise over two or more dims, aot/scheduler/
+    epilogue.py) as the row-segment functor an extern kernel calls: the
+    parallel rows become the functor's |row| argument and the last dim's loop
+    runs over [c0, c1)."""
+    printer = _KernelPrinter(kernel, buffer_ids, size_expr, debug_handle, buffer_dtypes or {})
+    return printer.render_epilogue()
 
 
 # ---------------------------------------------------------------------------
@@ -181,6 +209,7 @@ class _KernelPrinter:
         self.locals: dict[str, _Local] = {}
         self.stored_scalars: dict[str, _Local] = {}  # outer values also in memory
         self._read_cache: dict[str, set[str]] = {}
+        self.row_segment = False  # epilogue: the last loop runs over [c0, c1)
         self._plan_loops()
 
     # -- names -------------------------------------------------------------------
@@ -351,7 +380,10 @@ class _KernelPrinter:
         """Opens one `for` per loop variable (unit dims bound to 0 have none)."""
         for size, var in zip(sizes, variables, strict=True):
             if isinstance(var, sympy.Symbol):
-                header = f"for (int64_t {var} = 0; {var} < {self.index(size)}; ++{var}) {{"
+                begin, end = "0", self.index(size)
+                if self.row_segment and sizes is self.loop_sizes:
+                    begin, end = "c0", "c1"
+                header = f"for (int64_t {var} = {begin}; {var} < {end}; ++{var}) {{"
                 stack.enter_context(self.writer.block(header))
 
     def _emit_outer(self, node: ComputedBuffer) -> None:
@@ -518,6 +550,27 @@ class _KernelPrinter:
         out.extend(self._returns())
         out.append("}")
         return "\n".join(out) + "\n"
+
+    def render_epilogue(self) -> EpilogueCode:
+        if self.loop_sizes != list(self.kernel.outer[-1:]) or len(self.kernel.outer) < 2:
+            raise CodegenError(
+                f"{self.kernel.name}: an epilogue must be pure pointwise over two or more dims"
+            )
+        self.row_segment = True
+        self._body()
+        body = self.writer.lines
+        loop_var, decompose = self._decompose()
+        setup = [f"// epilogue {self.kernel.name}: {', '.join(n.name for n in self.kernel.nodes)}"]
+        for symbol, local in self.size_locals.items():
+            setup.append(f"const int64_t {local} = {self.size_expr(symbol)};")
+        for name in dict.fromkeys([*self.ops.loaded, *self.ops.stored]):
+            setup.append(self._pointer_decl(name, written=name in self.ops.stored).strip())
+        setup += [f"aotc_rt::IndexError {error};" for error in self.ops.index_errors.values()]
+        functor = [f"auto epilogue = [&](int64_t {loop_var}, int64_t c0, int64_t c1) {{"]
+        functor += ["  " + line for var, line in decompose if _uses(body, var)]
+        functor += [line[4:] for line in body if line]  # two levels shallower than a kernel
+        functor.append("};")
+        return EpilogueCode(setup, functor, [line.strip() for line in self._returns()])
 
     def _header(self) -> list[str]:
         """The comments and the signature line."""

@@ -85,7 +85,7 @@ def generate_code(
     |error_locations| maps debug handles to the model line a failing kernel's
     error names ("model.py:12: <code>", aot/provenance.py)."""
     from ..cpp.extern_calls import emit_extern
-    from ..cpp.kernel import generate_loop_kernel, graph_buffer_dtypes
+    from ..cpp.kernel import generate_epilogue, generate_loop_kernel, graph_buffer_dtypes
     from .buffer_table import assign_buffer_ids
     from .sizes import make_size_expr
 
@@ -100,8 +100,13 @@ def generate_code(
                 generate_loop_kernel(kernel, buffer_ids, size_expr, handle, buffer_dtypes=dtypes)
             )
         else:
+            epilogue = None
+            if kernel.epilogue is not None:
+                epilogue = generate_epilogue(
+                    kernel.epilogue, buffer_ids, size_expr, handle, buffer_dtypes=dtypes
+                )
             kernel_sources.append(
-                emit_extern(kernel.name, kernel.node, buffer_ids, size_expr, handle)
+                emit_extern(kernel.name, kernel.node, buffer_ids, size_expr, handle, epilogue)
             )
     return generate_sources(
         schedule, kernel_sources, handles, isa=isa, error_locations=error_locations
