@@ -513,14 +513,18 @@ CASES = [
         # GEMM + relu: x, w -> product, relu; sum: product -> 16 sums
         (8 * 32 + 32 * 16) * 4 + 2 * 8 * 16 * 4 + 8 * 16 * 4 + 16 * 4,
     ),
-    # Eval batch norm and relu after a convolution: one kernel. It reads the
-    # input, the weight, the conv bias and four per-channel vectors.
+    # Eval batch norm after a convolution folds into a per-channel scale and
+    # shift (one small kernel over the 8 channels: four vectors in, two out,
+    # moved before the convolution); the convolution's epilogue applies them
+    # and relu.
     Case(
         "conv_bn_relu_epilogue",
         ConvBnRelu,
         (randn(2, 4, 8, 8),),
-        1,
-        (2 * 4 * 8 * 8 + 8 * 4 * 9 + 8 + 4 * 8) * 4 + 2 * 8 * 8 * 8 * 4,
+        2,
+        (4 * 8 + 2 * 8) * 4
+        + (2 * 4 * 8 * 8 + 8 * 4 * 9 + 8 + 2 * 8) * 4
+        + 2 * 8 * 8 * 8 * 4,
     ),
     Case(
         "conv_residual_relu_epilogue",

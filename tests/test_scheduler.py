@@ -635,23 +635,33 @@ def test_recorder_sees_masked_and_indirect_loads() -> None:
     assert kernel.bytes_read == 4 * 4 + 100 * 8 * 4  # a gather counts its whole table
 
 
-def test_epilogue_not_moved_past_its_inputs() -> None:
-    """q = relu(x) runs after the GEMM; y = (x @ w) + q needs q, so y cannot
-    move up into the GEMM's epilogue (the graph is [mm, q, y]). Moving is
-    fine when y reads only the product (and inputs)."""
+def _gemm_then_row_max(of_product: bool) -> LoweredGraph:
+    """[mm, q, y]: q = row max of relu(x), or of the product; y = product + q."""
     x, w = inp("x", [4, 4]), inp("w", [4, 4], BufferKind.CONSTANT)
-    xl = x.make_loader()
     out = Buffer("mm0", F32, Layout.contiguous(_sizes([4, 4])))
     mm = ExternKernel("extern0", "mm", [x, w], [out])
     ol = out.make_loader()
+    source = ol if of_product else x.make_loader()
     zero = lambda ops: ops.constant(0.0, F32)  # noqa: E731
-    # A reduction keeps q out of y's kernel; it is a row max of relu(x).
     q = reduction(
-        "q", [4], [4], "max", lambda ops, i, r: ops.maximum(xl(ops, [i[0], r[0]]), zero(ops))
+        "q", [4], [4], "max", lambda ops, i, r: ops.maximum(source(ops, [i[0], r[0]]), zero(ops))
     )
     ql = expand(q, [4, 4]).make_loader()
     y = pointwise("y", [4, 4], lambda ops, i: ops.add(ol(ops, i), ql(ops, i)))
-    sched = schedule(make_graph([x], [mm, q, y], [y], constants=[w]))
-    call, kq, ky = sched.kernels
+    return make_graph([x], [mm, q, y], [y], constants=[w])
+
+
+def test_epilogue_hoists_what_it_needs() -> None:
+    """q reads only x: it moves before the GEMM, and y becomes its epilogue."""
+    kq, call = schedule(_gemm_then_row_max(of_product=False)).kernels
+    assert isinstance(kq, LoopKernel) and [n.name for n in kq.nodes] == ["q"]
+    assert isinstance(call, ExternCall) and call.epilogue is not None
+    assert [n.name for n in call.epilogue.nodes] == ["y"]
+    assert call.epilogue_shares == "y"
+
+
+def test_epilogue_not_moved_past_its_inputs() -> None:
+    """q reads the product, so it cannot run before the GEMM, nor y inside it."""
+    call, kq, ky = schedule(_gemm_then_row_max(of_product=True)).kernels
     assert isinstance(call, ExternCall) and call.epilogue is None
-    assert [n.name for n in ky.nodes] == ["y"]
+    assert [n.name for n in kq.nodes] == ["q"] and [n.name for n in ky.nodes] == ["y"]

@@ -26,7 +26,15 @@ from typing import Any
 import sympy
 import torch
 
-from ..ir.nodes import ComputedBuffer, GenericView, Loader, Pointwise, Reduction, TensorValue
+from ..ir.nodes import (
+    ComputedBuffer,
+    ExternKernel,
+    GenericView,
+    Loader,
+    Pointwise,
+    Reduction,
+    TensorValue,
+)
 from ..ir.symbols import FloorDiv
 from .common import compute_dtype, to_loader
 from .context import LoweringContext
@@ -120,6 +128,7 @@ def _layer_norm(
 
 
 def _batch_norm_inference(
+    ctx: LoweringContext,
     x: TensorValue,
     weight: TensorValue | None,
     bias: TensorValue | None,
@@ -128,7 +137,14 @@ def _batch_norm_inference(
     eps: float,
 ) -> tuple[TensorValue, TensorValue, TensorValue]:
     """(x - running_mean) * rsqrt(running_var + eps) * weight + bias, the
-    per-channel parameters broadcast along dim 1."""
+    per-channel parameters broadcast along dim 1.
+
+    After a convolution, batch norm is folded into a per-channel scale and
+    shift, as eager's CPU kernel computes it (alpha = weight * invstd, beta =
+    bias - mean * alpha; out = x * alpha + beta): two [C] buffers computed
+    before the convolution, so its fused epilogue ([Note: epilogue fusion])
+    does one multiply-add per element. The weights themselves stay as the
+    user's checkpoint has them (aotc_model_update_constants keeps working)."""
     acc = compute_dtype(x.dtype)
     load_var = _param_loader(running_var, acc, [1])
     assert load_var is not None
@@ -138,9 +154,58 @@ def _batch_norm_inference(
 
     mean = _param_loader(running_mean, acc, [1])
     assert mean is not None
-    out = _normalized(x, mean, rstd, _param_loader(weight, acc, [1]), _param_loader(bias, acc, [1]))
     stats_dtype = running_mean.dtype
+    if _is_convolution_output(ctx, x):
+        scale, shift = _folded_terms(ctx, x, weight, bias, running_mean, running_var, eps)
+        load_x, out_dtype = to_loader(x, acc), x.dtype
+
+        def apply(ops: Any, index: Sequence[sympy.Expr]) -> Any:
+            value = ops.add(ops.mul(load_x(ops, index), scale(ops, index)), shift(ops, index))
+            return value if out_dtype == acc else ops.to_dtype(value, out_dtype)
+
+        out = Pointwise(x.get_size(), out_dtype, apply)
+        return out, _empty(stats_dtype), _empty(stats_dtype)
+    out = _normalized(x, mean, rstd, _param_loader(weight, acc, [1]), _param_loader(bias, acc, [1]))
     return out, _empty(stats_dtype), _empty(stats_dtype)
+
+
+def _is_convolution_output(ctx: LoweringContext, x: TensorValue) -> bool:
+    return any(
+        isinstance(node, ExternKernel) and node.kind == "convolution" and x in node.outputs
+        for node in reversed(ctx.nodes)
+    )
+
+
+def _folded_terms(
+    ctx: LoweringContext,
+    x: TensorValue,
+    weight: TensorValue | None,
+    bias: TensorValue | None,
+    running_mean: TensorValue,
+    running_var: TensorValue,
+    eps: float,
+) -> tuple[Loader, Loader]:
+    """Loaders (over x's index) of batch norm's realized per-channel scale
+    weight * rsqrt(var + eps) and shift bias - mean * scale."""
+    acc = compute_dtype(x.dtype)
+    channels = [x.get_size()[1]]
+    var, mean = to_loader(running_var, acc), to_loader(running_mean, acc)
+    w = to_loader(weight, acc) if weight is not None else None
+    b = to_loader(bias, acc) if bias is not None else None
+
+    def scale_fn(ops: Any, c: Sequence[sympy.Expr]) -> Any:
+        value = ops.rsqrt(ops.add(var(ops, c), ops.constant(float(eps), acc)))
+        return ops.mul(w(ops, c), value) if w is not None else value
+
+    scale = ctx.realize(Pointwise(channels, acc, scale_fn))
+    load_scale = to_loader(scale, acc)
+
+    def shift_fn(ops: Any, c: Sequence[sympy.Expr]) -> Any:
+        value = ops.neg(ops.mul(mean(ops, c), load_scale(ops, c)))
+        return ops.add(b(ops, c), value) if b is not None else value
+
+    shift = ctx.realize(Pointwise(channels, acc, shift_fn))
+    return _param_loader(scale, acc, [1]), _param_loader(shift, acc, [1])
 
 
 def _batch_moments(
@@ -221,7 +286,7 @@ def _batch_norm_functional(
     dtype (float32 for bf16; the graph casts them back), as export says."""
     stats_dtype = torch.promote_types(compute_dtype(x.dtype), running_mean.dtype)
     if not training:
-        out, _, _ = _batch_norm_inference(x, weight, bias, running_mean, running_var, eps)
+        out, _, _ = _batch_norm_inference(ctx, x, weight, bias, running_mean, running_var, eps)
         copies = [
             map_reduced(r, stats_dtype, lambda ops, v: v) for r in (running_mean, running_var)
         ]
@@ -265,7 +330,7 @@ def _no_training(
     momentum: float,
     eps: float,
 ) -> tuple[TensorValue, TensorValue, TensorValue]:
-    return _batch_norm_inference(x, weight, bias, running_mean, running_var, eps)
+    return _batch_norm_inference(ctx, x, weight, bias, running_mean, running_var, eps)
 
 
 def _native_batch_norm(
@@ -290,7 +355,7 @@ def _native_batch_norm(
             "batch_norm in training mode updates its running statistics, which aotc does "
             "not compile: call model.eval() before exporting"
         )
-    return _batch_norm_inference(x, weight, bias, running_mean, running_var, eps)
+    return _batch_norm_inference(ctx, x, weight, bias, running_mean, running_var, eps)
 
 
 def _no_stats(

@@ -6,8 +6,10 @@ output runs inside that extern call, row by row, while the output is in cache.
 extern call and a pointwise LoopKernel that reads the whole output back. Here
 an ExternCall E of a kind whose C++ kernel takes an epilogue (EPILOGUE_KINDS)
 absorbs the first LoopKernel K after it that reads its output O and can be
-its epilogue, moving K up to E (when K reads nothing written by the kernels
-in between). K can be an epilogue when:
+its epilogue. K moves up to E; kernels in between that K needs move up
+before E, when they can (they must not read O or write a mutation: batch
+norm's per-channel scale and shift after a convolution). K can be an
+epilogue when:
 - K is pure pointwise (no inner loop, only Pointwise nodes) over exactly the
   sizes of E's output O, with at least two dims: codegen runs K's body over
   one row segment [c0, c1) of O's last dim per call ([Note: extern
@@ -36,7 +38,7 @@ import sympy
 from ..ir.graph import LoweredGraph
 from ..ir.nodes import Buffer, Pointwise
 from .bytes import record_loads
-from .fusion import kernel_reads, live_at_end, loop_args, readers, same_expr, same_sizes
+from .fusion import kernel_reads, live_at_end, loop_args, same_expr, same_sizes
 from .schedule import ExternCall, LoopKernel
 
 # Extern kinds whose C++ kernel calls an Epilogue functor.
@@ -50,37 +52,62 @@ def attach_epilogues(
     call before it ([Note: epilogue fusion])."""
     mutations = {buf.name for _, buf in graph.input_mutations}
     mutations |= {buf.name for _, buf in graph.state_mutations}
-    read_by = readers(kernels)
     keep = live_at_end(graph)
-    moved: dict[int, int] = {}  # extern position -> its epilogue's position
-    for k, kernel in enumerate(kernels):
-        if not isinstance(kernel, ExternCall) or kernel.node.kind not in EPILOGUE_KINDS:
-            continue
-        output = kernel.node.outputs[0].name
-        consumer = min(
-            (
-                j
-                for j in read_by.get(output, ())
-                if j > k
-                and j not in moved.values()
-                and isinstance(kernels[j], LoopKernel)
-                and _fusible(kernel, kernels[j], mutations)
-            ),
-            default=None,
-        )
-        if consumer is None:
-            continue
-        candidate = kernels[consumer]
-        assert isinstance(candidate, LoopKernel)
-        between = set().union(*(_writes(kernels[j]) for j in range(k + 1, consumer)))
-        if kernel_reads(candidate) & between:
-            continue  # it needs a kernel that runs after the extern
-        kernel.epilogue = candidate
-        moved[k] = consumer
-        if output not in keep and read_by.get(output, set()) <= {consumer}:
-            kernel.epilogue_shares = _shared_output(kernel.node.outputs[0], candidate)
-    absorbed = set(moved.values())
-    return [kernel for j, kernel in enumerate(kernels) if j not in absorbed]
+    readers_of: dict[str, list[LoopKernel | ExternCall]] = {}
+    for kernel in kernels:
+        for name in kernel_reads(kernel):
+            readers_of.setdefault(name, []).append(kernel)
+    order = list(kernels)
+    k = 0
+    while k < len(order):
+        call = order[k]
+        if isinstance(call, ExternCall) and call.node.kind in EPILOGUE_KINDS:
+            output = call.node.outputs[0]
+            for j in range(k + 1, len(order)):
+                candidate = order[j]
+                if not (
+                    isinstance(candidate, LoopKernel)
+                    and output.name in kernel_reads(candidate)
+                    and _fusible(call, candidate, mutations)
+                ):
+                    continue
+                hoisted = _hoistable(order, k, j, output.name, mutations)
+                if hoisted is None:
+                    continue
+                call.epilogue = candidate
+                if output.name not in keep and readers_of[output.name] == [candidate]:
+                    call.epilogue_shares = _shared_output(output, candidate)
+                rest = [order[i] for i in range(k + 1, j) if i not in hoisted]
+                order = [*order[:k], *(order[i] for i in hoisted), call, *rest, *order[j + 1 :]]
+                k += len(hoisted)
+                break
+        k += 1
+    return order
+
+
+def _hoistable(
+    order: Sequence[LoopKernel | ExternCall], k: int, j: int, output: str, mutations: set[str]
+) -> list[int] | None:
+    """Positions between the extern (k) and its epilogue (j) of the kernels
+    the epilogue needs, in order, when all of them can run before the extern
+    instead (pointwise or reduction kernels that neither read its output nor
+    write a mutation); None otherwise. (Batch norm's per-channel scale and
+    shift, computed from constants after a convolution, are one.)"""
+    needed: set[int] = set()
+    todo = [j]
+    while todo:
+        reads = kernel_reads(order[todo.pop()])
+        for i in range(k + 1, j):
+            if i not in needed and _writes(order[i]) & reads:
+                needed.add(i)
+                todo.append(i)
+    for i in needed:
+        kernel = order[i]
+        if not isinstance(kernel, LoopKernel) or output in kernel_reads(kernel):
+            return None
+        if _writes(kernel) & mutations:
+            return None
+    return sorted(needed)
 
 
 def _writes(kernel: LoopKernel | ExternCall) -> set[str]:
