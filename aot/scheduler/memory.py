@@ -15,7 +15,9 @@ offset into the workspace, fixed at compile time:
   the identical expression. Otherwise the block is appended, so offsets and
   workspace_bytes are sympy expressions over the size symbols. Adjacent free
   static blocks merge.
-Outputs never alias the workspace: they are never placed in it.
+Outputs never alias the workspace: they are never placed in it. A GEMM or
+convolution output whose fused epilogue overwrites it in place shares the
+epilogue output's placement ([Note: epilogue fusion]).
 """
 
 from __future__ import annotations
