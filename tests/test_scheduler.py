@@ -24,7 +24,14 @@ from aot.ir.nodes import (
     WelfordReduction,
 )
 from aot.ir.ops import OP_NAMES, PrintHandler
-from aot.ir.symbols import index_vars, reduction_vars, size_symbol
+from aot.ir.symbols import (
+    FloorDiv,
+    ModularIndexing,
+    index_vars,
+    merge_div_mod,
+    reduction_vars,
+    size_symbol,
+)
 from aot.lowering import norms
 from aot.lowering.context import LoweringContext
 from aot.scheduler import ExternCall, LoopKernel, Schedule, Storage, schedule
@@ -665,3 +672,27 @@ def test_epilogue_not_moved_past_its_inputs() -> None:
     call, kq, ky = schedule(_gemm_then_row_max(of_product=True)).kernels
     assert isinstance(call, ExternCall) and call.epilogue is None
     assert [n.name for n in kq.nodes] == ["q"] and [n.name for n in ky.nodes] == ["y"]
+
+
+def test_merge_div_mod() -> None:
+    """A view that splits a dim and one that merges it back: the index is
+    the plain flat index again (what lets linear's [B*T, N] output feed an
+    epilogue over [B, T, N]); pairs that do not recombine stay."""
+    i0, i1 = index_vars(2)
+    merged = merge_div_mod(i1 + 8192 * FloorDiv(i0, 32) + 256 * ModularIndexing(i0, 1, 32))
+    assert sympy.expand(merged - (256 * i0 + i1)) == 0
+    assert merge_div_mod(4 * FloorDiv(i0, 12) + ModularIndexing(i0, 3, 4)) == FloorDiv(i0, 3)
+    kept = 3 * FloorDiv(i0, 12) + ModularIndexing(i0, 3, 4)
+    assert merge_div_mod(kept) == kept
+
+
+def test_epilogue_over_a_view_of_the_product() -> None:
+    """gelu over linear's [8, 16] output viewed as [2, 4, 16]."""
+    x, w = inp("x", [8, 8]), inp("w", [8, 16], BufferKind.CONSTANT)
+    out = Buffer("mm0", F32, Layout.contiguous(_sizes([8, 16])))
+    mm = ExternKernel("extern0", "mm", [x, w], [out])
+    view = ReinterpretView(out, Layout(tuple(_sizes([2, 4, 16])), (64, 16, 1))).make_loader()
+    y = pointwise("y", [2, 4, 16], lambda ops, i: ops.exp(view(ops, i)))
+    (call,) = schedule(make_graph([x], [mm, y], [y], constants=[w])).kernels
+    assert isinstance(call, ExternCall) and call.epilogue is not None
+    assert call.epilogue_shares == "y"

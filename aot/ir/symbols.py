@@ -80,6 +80,36 @@ def _multiple_of(term: sympy.Expr, divisor: sympy.Expr) -> bool:
     return bool(coeff.is_Integer and divisor.is_Integer and int(coeff) % int(divisor) == 0)
 
 
+def merge_div_mod(expr: sympy.Expr) -> sympy.Expr:
+    """|expr| with each pair c*m*FloorDiv(x, d*m) + c*ModularIndexing(x, d, m)
+    merged into c*FloorDiv(x, d) (x // d split into its high and low digits,
+    put back together): what a view that splits a dim and a view that merges
+    it again leave in an index, e.g. 8192*(i0 // 32) + 256*(i0 % 32) is
+    256*i0."""
+    expr = sympy.expand(expr)
+    terms = list(expr.args) if expr.is_Add else [expr]
+    changed = True
+    while changed:
+        changed = False
+        for a in terms:
+            coeff_a, mod = a.as_coeff_Mul()
+            if not isinstance(mod, ModularIndexing):
+                continue
+            x, d, m = mod.args
+            for b in terms:
+                coeff_b, div = b.as_coeff_Mul()
+                if isinstance(div, FloorDiv) and div.args[0] == x and div.args[1] == d * m:
+                    if sympy.simplify(coeff_b - coeff_a * m) == 0:
+                        terms.remove(a)
+                        terms.remove(b)
+                        terms.append(coeff_a * FloorDiv(x, d))
+                        changed = True
+                        break
+            if changed:
+                break
+    return sympy.Add(*terms)
+
+
 @functools.cache
 def _var(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, integer=True, nonnegative=True)

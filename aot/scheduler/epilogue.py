@@ -10,11 +10,12 @@ its epilogue. K moves up to E; kernels in between that K needs move up
 before E, when they can (they must not read O or write a mutation: batch
 norm's per-channel scale and shift after a convolution). K can be an
 epilogue when:
-- K is pure pointwise (no inner loop, only Pointwise nodes) over exactly the
-  sizes of E's output O, with at least two dims: codegen runs K's body over
-  one row segment [c0, c1) of O's last dim per call ([Note: extern
-  epilogues] in aotc_cpu_kernels.h: the kernel calls epi(row, c0, c1) once
-  per stored segment, from any thread);
+- K is pure pointwise (no inner loop, only Pointwise nodes) over O's
+  elements in order, row for row: the same element count and last dim, two
+  dims or more (O itself, or a view such as linear's [B*T, N] as [B, T, N]):
+  codegen runs K's body over one row segment [c0, c1) of O's last dim per
+  call ([Note: extern epilogues] in aotc_cpu_kernels.h: the kernel calls
+  epi(row, c0, c1) once per stored segment, from any thread);
 - every load K makes of O, or of K's own nodes, is at the element K is
   computing (aligned with O's contiguous layout): a segment's epilogue may
   only look at elements the kernel has already stored;
@@ -24,9 +25,10 @@ was complete before E started.
 
 The epilogue's output may then take O's memory (ExternCall.epilogue_shares):
 when O is read by nothing but K, K stores exactly one buffer S with O's
-contiguous layout and element size, O is placed wherever S is (the memory plan aliases the two), so
-the GEMM writes S's memory and the epilogue overwrites it element by element:
-the output makes one trip through memory, not three.
+contiguous layout (in K's loop order) and element size, O is placed
+wherever S is (the memory plan aliases the two), so the GEMM writes S's
+memory and the epilogue overwrites it element by element: the output makes
+one trip through memory, not three.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from collections.abc import Sequence
 import sympy
 
 from ..ir.graph import LoweredGraph
-from ..ir.nodes import Buffer, Pointwise
+from ..ir.nodes import Buffer, Layout, Pointwise
+from ..ir.symbols import merge_div_mod, product
 from .bytes import record_loads
 from .fusion import kernel_reads, live_at_end, loop_args, same_expr, same_sizes
 from .schedule import ExternCall, LoopKernel
@@ -122,48 +125,46 @@ def _fusible(call: ExternCall, kernel: LoopKernel, mutations: set[str]) -> bool:
     if node.kind not in EPILOGUE_KINDS or len(node.outputs) != 1:
         return False
     output = node.outputs[0]
-    sizes = list(output.layout.sizes)
-    if len(sizes) < 2 or kernel.inner or not same_sizes(kernel.outer, sizes):
+    if not output.layout.is_contiguous() or not _rows_match(kernel.outer, output):
         return False
-    if not output.layout.is_contiguous():
-        return False
-    if not all(isinstance(n.data, Pointwise) for n in kernel.nodes):
+    if kernel.inner or not all(isinstance(n.data, Pointwise) for n in kernel.nodes):
         return False
     if any(n.name in mutations for n in kernel.nodes):
         return False
     own = {n.name: n for n in kernel.nodes}
+    flat = Layout.contiguous(list(kernel.outer))  # O's elements in K's loop order
     for n in kernel.nodes:
         index, _ = loop_args(kernel, n)
         for load in record_loads(n.data, index):
             if load.name == output.name:
-                expected = output.layout.index(index)
+                expected = flat.index(index)
             elif load.name in own:
                 expected = own[load.name].layout.index(index)
             else:
                 continue
-            if not same_expr(load.index, expected):
+            if not same_expr(merge_div_mod(load.index), expected):
                 return False
-    # K must read O: an independent kernel gains nothing from riding along.
-    return _reads(kernel, output.name)
+    return True
 
 
-def _reads(kernel: LoopKernel, name: str) -> bool:
-    for n in kernel.nodes:
-        index, _ = loop_args(kernel, n)
-        if any(load.name == name for load in record_loads(n.data, index)):
-            return True
-    return False
+def _rows_match(outer: Sequence[sympy.Expr], output: Buffer) -> bool:
+    """K's loops cover O's elements in order, row for row: at least two dims,
+    the same last dim and the same element count (a view of O such as
+    linear's [B*T, N] as [B, T, N] qualifies)."""
+    sizes = list(output.layout.sizes)
+    if len(outer) < 2 or len(sizes) < 2 or not same_expr(outer[-1], sizes[-1]):
+        return False
+    return same_expr(product(list(outer)), product(sizes))
 
 
 def _shared_output(output: Buffer, kernel: LoopKernel) -> str | None:
-    """The one buffer K stores that can live in O's memory, if any."""
+    """The one buffer K stores that can live in O's memory, if any: stored
+    contiguously in K's loop order, with O's element size."""
     stored = [n for n in kernel.nodes if n.name not in kernel.local]
     if len(stored) != 1:
         return None
     (target,) = stored
-    if not target.layout.is_contiguous() or not same_sizes(
-        target.layout.sizes, output.layout.sizes
-    ):
+    if not target.layout.is_contiguous() or not same_sizes(target.layout.sizes, kernel.outer):
         return None
     if target.dtype.itemsize != output.dtype.itemsize:
         return None
