@@ -14,7 +14,10 @@ can be rebuilt from itself with nothing but CMake and a C++17 compiler:
 [Note: compile flags] -O3 -std=c++17 -march=<isa> -fPIC -fvisibility=hidden,
 and nothing that changes floating-point semantics: no -ffast-math and no
 -fno-math-errno (NaN/inf and errno behave as in plain C++); -ffp-contract=off
-keeps a*b + c two roundings as eager does (clang would fuse them by default). -ffile-prefix-map
+keeps a*b + c two roundings as eager does (clang would fuse them by default).
+-fno-trapping-math changes no value (aotc never reads the FP exception flags
+or enables traps) but lets g++ if-convert and vectorise NaN-aware selects,
+floor/ceil and the branch-free erf ([Note: vectorisable erf]). -ffile-prefix-map
 strips the source and build directories so no path of the build machine leaks
 into the binary. libstdc++ and libgcc are linked statically and undefined
 symbols are refused at link time (docs/ABI.md section 2).
@@ -44,6 +47,7 @@ EXPORTED_SYMBOLS = (
 COMPILE_FLAGS = (
     "-O3",
     "-ffp-contract=off",
+    "-fno-trapping-math",
     "-fPIC",
     "-fvisibility=hidden",
     "-fvisibility-inlines-hidden",

@@ -525,7 +525,7 @@ class CppOpsHandler:
         return self._unary_float("aotc_math::sigmoid({x})", x)
 
     def erf(self, x: CppValue) -> CppValue:
-        return self._unary_float("std::erf({x})", x)
+        return self._unary_float("aotc_math::erf({x})", x)
 
     def _rounding(self, fmt: str, x: CppValue) -> CppValue:
         x = self._compute(x)

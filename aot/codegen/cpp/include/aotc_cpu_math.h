@@ -275,6 +275,59 @@ inline T sign(T x) {
   return static_cast<T>((T(0) < x) - (x < T(0)));
 }
 
+// [Note: vectorisable erf] std::erf is a libm call that g++ cannot
+// vectorise (about 14% of a small GPT's run in its GELUs). For float, erf is
+// eager's own vectorised formula (Abramowitz & Stegun 7.1.26, as ATen's
+// Vectorized<float>::erf): erf(x) = sign(x) * (1 - poly(t) * t * exp(-x*x)),
+// t = 1 / (1 + 0.3275911 |x|), within 6e-7 of std::erf in float, with exp from
+// exp_float below: branch-free, so a loop of them vectorises (with
+// -fno-trapping-math, [Note: compile flags]). NaN stays NaN,
+// erf(+-inf) = +-1. Double keeps libm.
+
+// e^x for float, branch-free (selects only): Cody-Waite reduction by ln 2
+// and a degree-6 polynomial (Cephes expf), about 1 ulp up to 88.3 (inf
+// above, 0 below -87.3; NaN stays NaN). Only erf uses it (arguments <= 0).
+inline float exp_float(float x) {
+  float clamped = x < -87.3f ? -87.3f : x;
+  clamped = clamped > 88.3f ? 88.3f : clamped;
+  const float n = std::floor(clamped * 1.44269504088896341f + 0.5f);
+  float r = clamped - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.0f;
+  const int32_t exponent = static_cast<int32_t>(n) + 127;
+  const float scale = bits_float(static_cast<uint32_t>(exponent) << 23);
+  float result = e * scale;
+  result = x < -87.3f ? 0.0f : result;
+  result = x > 88.3f ? std::numeric_limits<float>::infinity() : result;
+  return x != x ? x : result;
+}
+
+template <typename T>
+inline T erf(T x) {
+  return std::erf(x);
+}
+
+template <>
+inline float erf<float>(float x) {
+  const float ax = std::fabs(x);
+  const float t = 1.0f / (0.3275911f * ax + 1.0f);
+  float r = 1.061405429f;
+  r = r * t + -1.453152027f;
+  r = r * t + 1.421413741f;
+  r = r * t + -0.284496736f;
+  r = r * t + 0.254829592f;
+  const float ax2 = ax * ax;
+  const float e = exp_float(ax2 < 100.0f ? -ax2 : -100.0f);  // (NaN: any value)
+  const float y = 1.0f - r * t * e;
+  return x != x ? x : std::copysign(y, x);
+}
+
 template <typename T>
 inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
