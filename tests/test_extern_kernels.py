@@ -246,12 +246,12 @@ int main(int argc, char** argv) {
 )
 
 
-def _compile(source: str, directory: Path, name: str) -> Path:
+def _compile(source: str, directory: Path, name: str, flags: Sequence[str] = ()) -> Path:
     src = directory / f"{name}.cc"
     src.write_text(source)
     exe = directory / name
     cmd = [CXX, "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(src)]
-    cmd[1:1] = [f"-I{p}" for p in INCLUDES]
+    cmd[1:1] = [*flags, *(f"-I{p}" for p in INCLUDES)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-6000:]
     return exe
@@ -259,8 +259,12 @@ def _compile(source: str, directory: Path, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., list[Path]]:
-    directory = tmp_path_factory.mktemp("extern_runner")
-    exe = _compile(RUNNER_SOURCE, directory, "runner")
+    return _make_runner(tmp_path_factory.mktemp("extern_runner"))
+
+
+def _make_runner(directory: Path, flags: Sequence[str] = ()) -> Callable[..., list[Path]]:
+    """RUNNER_SOURCE built with |flags| in |directory|, as a function."""
+    exe = _compile(RUNNER_SOURCE, directory, "runner", flags)
 
     def run(op: str, dtype: torch.dtype, args: Sequence[object], outputs: int = 1, code: int = 0):
         """Runs |op|; returns its output files (or its stderr when |code| != 0)."""
@@ -624,6 +628,21 @@ def test_kernel_errors(runner) -> None:
 # -- attention ----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", params=["portable", "x86-64-v3"])
+def sdpa_runner(
+    request: pytest.FixtureRequest,
+    runner: Callable[..., list[Path]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., list[Path]]:
+    """The runner, and one built with -march=x86-64-v3 so that the AVX2/FMA
+    micro-kernels and exp of aotc_cpu_attention.h run too."""
+    if request.param == "portable":
+        return runner
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("needs an AVX2/FMA CPU")
+    return _make_runner(tmp_path_factory.mktemp("extern_runner_v3"), ["-march=x86-64-v3"])
+
+
 def _sdpa_reference(q, k, v, mask, causal, scale):
     """Math attention in float64 with _safe_softmax semantics (a fully masked
     row gives 0) and grouped heads; returns (out, logsumexp)."""
@@ -691,14 +710,14 @@ def _run_sdpa(
 @pytest.mark.parametrize(
     "length,s_len,causal", [(37, 70, False), (70, 70, True), (20, 50, True), (50, 20, True)]
 )
-def test_sdpa(runner, dtype, length, s_len, causal) -> None:
+def test_sdpa(sdpa_runner, dtype, length, s_len, causal) -> None:
     g = _gen(length * s_len)
     b, h, e, ev = 2, 3, 16, 24
     # q laid out as [B, L, H, E] in memory (a transposed projection), k and v contiguous
     q = Strided((b, h, length, e), dtype, (length * h * e, e, h * e, 1), gen=g)
     k = Strided((b, h, s_len, e), dtype, gen=g)
     v = Strided((b, h, s_len, ev), dtype, gen=g)
-    out, ref, lse, ref_lse = _run_sdpa(runner, dtype, q, k, v, None, causal)
+    out, ref, lse, ref_lse = _run_sdpa(sdpa_runner, dtype, q, k, v, None, causal)
     _check(out, ref, dtype)
     _check(lse, ref_lse, torch.float32, 10.0)
     if dtype == torch.float32:
@@ -707,7 +726,7 @@ def test_sdpa(runner, dtype, length, s_len, causal) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sdpa_masks_and_gqa(runner, dtype) -> None:
+def test_sdpa_masks_and_gqa(sdpa_runner, dtype) -> None:
     g = _gen(10)
     b, h, hk, length, s_len, e = 2, 4, 2, 9, 67, 8
     q = Strided((b, h, length, e), dtype, gen=g)
@@ -716,7 +735,7 @@ def test_sdpa_masks_and_gqa(runner, dtype) -> None:
     keep = torch.rand(length, s_len, generator=g) > 0.4
     keep[3] = False  # a fully masked row gives 0
     bool_mask = Strided((b, h, length, s_len), torch.bool, (0, 0, s_len, 1), values=keep)
-    out, ref, lse, ref_lse = _run_sdpa(runner, dtype, q, k, v, bool_mask, False, scale=0.3)
+    out, ref, lse, ref_lse = _run_sdpa(sdpa_runner, dtype, q, k, v, bool_mask, False, scale=0.3)
     assert (out[:, :, 3] == 0).all()
     _check(out, ref, dtype)
     _check(lse, ref_lse, torch.float32, 10.0)
@@ -728,20 +747,137 @@ def test_sdpa_masks_and_gqa(runner, dtype) -> None:
         (length * s_len, 0, s_len, 1),
         values=add.expand(b, h, length, s_len),
     )
-    out, ref, _, _ = _run_sdpa(runner, dtype, q, k, v, float_mask, False)
+    out, ref, _, _ = _run_sdpa(sdpa_runner, dtype, q, k, v, float_mask, False)
     _check(out, ref, dtype)
 
 
-def test_sdpa_nan_propagates(runner) -> None:
+def test_sdpa_nan_propagates(sdpa_runner) -> None:
     g = _gen(11)
     q = Strided((1, 2, 5, 4), gen=g)
     k_vals = torch.randn(1, 2, 6, 4, generator=g)
     k_vals[0, 1, 2, 0] = float("nan")  # every query of head 1 sees it
     k = Strided((1, 2, 6, 4), values=k_vals)
     v = Strided((1, 2, 6, 4), gen=g)
-    out, ref, _, _ = _run_sdpa(runner, torch.float32, q, k, v, None, True)
+    out, ref, _, _ = _run_sdpa(sdpa_runner, torch.float32, q, k, v, None, True)
     assert not torch.isnan(out[0, 0]).any()
     assert not torch.isnan(out[0, 1, :2]).any() and torch.isnan(out[0, 1, 2:]).all()
+    _check(out, ref, torch.float32)
+
+
+# Edges of the tiling in aotc_cpu_attention.h ([Note: attention tiles]): 32-row
+# tiles (16-row register groups), 64-key blocks, 6-wide micro-kernel groups.
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "length,s_len,e,ev,causal",
+    [
+        (100, 150, 20, 36, False),  # no length a multiple of a tile; head_dim % 8 != 0
+        (130, 130, 64, 64, True),  # causal, last tile of 2 rows
+        (70, 200, 32, 40, True),  # causal with L < S: keys past the last row unused
+        (200, 70, 24, 8, True),  # causal with L > S: late rows see every key
+        (1, 130, 128, 128, False),  # one query row (decode), head_dim 128
+        (33, 7, 5, 3, False),  # fewer keys than a micro-kernel group twice over
+    ],
+)
+def test_sdpa_tiling_edges(sdpa_runner, dtype, length, s_len, e, ev, causal) -> None:
+    g = _gen(length * 1000 + s_len)
+    b, h = 1, 3
+    q = Strided((b, h, length, e), dtype, gen=g)
+    k = Strided((b, h, s_len, e), dtype, gen=g)
+    v = Strided((b, h, s_len, ev), dtype, gen=g)
+    out, ref, lse, ref_lse = _run_sdpa(sdpa_runner, dtype, q, k, v, None, causal)
+    _check(out, ref, dtype)
+    _check(lse, ref_lse, torch.float32, 10.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sdpa_strided_kv_and_gqa(sdpa_runner, dtype) -> None:
+    """Float32 K and V are read in place: K from a [B, S, H, E] projection,
+    V with its last dim strided (stored [B, H, Ev, S]); 8 query heads share
+    2 key/value heads, causal over several tiles and blocks."""
+    g = _gen(21)
+    b, h, hk, length, s_len, e, ev = 2, 8, 2, 90, 90, 16, 12
+    q = Strided((b, h, length, e), dtype, gen=g)
+    k = Strided((b, hk, s_len, e), dtype, (s_len * hk * e, e, hk * e, 1), gen=g)
+    v = Strided((b, hk, s_len, ev), dtype, (hk * ev * s_len, ev * s_len, 1, s_len), gen=g)
+    out, ref, lse, ref_lse = _run_sdpa(sdpa_runner, dtype, q, k, v, None, True)
+    _check(out, ref, dtype)
+    _check(lse, ref_lse, torch.float32, 10.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sdpa_masked_rows_across_blocks(sdpa_runner, dtype) -> None:
+    """Masks over several key blocks: rows masked in whole blocks (the running
+    max starts at -inf and is rescaled from it), fully masked rows (0, lse
+    -inf), additive -inf; the bool mask broadcasts over batch and heads."""
+    g = _gen(22)
+    b, h, length, s_len, e = 2, 2, 40, 150, 16
+    q = Strided((b, h, length, e), dtype, gen=g)
+    k = Strided((b, h, s_len, e), dtype, gen=g)
+    v = Strided((b, h, s_len, e), dtype, gen=g)
+    keep = torch.rand(length, s_len, generator=g) > 0.5
+    keep[0] = False  # fully masked
+    keep[1, :140] = False  # only the last block's keys
+    keep[2] = False
+    keep[2, 70] = True  # a single key in the middle block
+    keep[39] = False  # fully masked in the second 16-row group
+    bool_mask = Strided((b, h, length, s_len), torch.bool, (0, 0, s_len, 1), values=keep)
+    out, ref, lse, ref_lse = _run_sdpa(sdpa_runner, dtype, q, k, v, bool_mask, False)
+    assert (out[:, :, 0] == 0).all() and (out[:, :, 39] == 0).all()
+    assert (lse[:, :, 0] == float("-inf")).all()
+    _check(out, ref, dtype)
+    _check(lse, ref_lse, torch.float32, 10.0)
+    add = torch.randn(b, h, length, s_len, generator=g) * 3
+    add[:, :, 5, :128] = float("-inf")  # two whole blocks
+    add[:, :, 6] = float("-inf")  # the whole row
+    add[1, 0, 7, 64:] = float("-inf")
+    float_mask = Strided((b, h, length, s_len), dtype, values=add)  # bf16 with bf16
+    out, ref, lse, ref_lse = _run_sdpa(sdpa_runner, dtype, q, k, v, float_mask, False)
+    assert (out[:, :, 6] == 0).all()
+    _check(out, ref, dtype)
+    _check(lse, ref_lse, torch.float32, 10.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sdpa_wide_scores(sdpa_runner, dtype) -> None:
+    """Scores spread over hundreds, so exp runs over its whole range down to
+    underflow and the running max moves by large steps between blocks. Small
+    integer q and k make the scores exact, so what differs from float64 is
+    exp and the sums alone."""
+    g = _gen(24)
+    b, h, length, s_len, e = 1, 2, 40, 200, 8
+
+    def ints(*shape: int) -> torch.Tensor:
+        return torch.randint(-5, 6, shape, generator=g).float()
+
+    q = Strided((b, h, length, e), dtype, values=ints(b, h, length, e))
+    k = Strided((b, h, s_len, e), dtype, values=ints(b, h, s_len, e))
+    v = Strided((b, h, s_len, e), dtype, gen=g)
+    out, ref, lse, ref_lse = _run_sdpa(sdpa_runner, dtype, q, k, v, None, False, scale=1.0)
+    _check(out, ref, dtype)
+    _check(lse, ref_lse, torch.float32, 100.0)
+
+
+def test_sdpa_nan_across_blocks(sdpa_runner) -> None:
+    """NaN in a query row, in a key of a later block (after the first rescale)
+    and in the additive mask reach exactly the outputs eager's give NaN."""
+    g = _gen(23)
+    b, h, length, s_len, e = 1, 2, 48, 140, 8
+    q_vals = torch.randn(b, h, length, e, generator=g)
+    q_vals[0, 0, 3, 2] = float("nan")
+    k_vals = torch.randn(b, h, s_len, e, generator=g)
+    k_vals[0, 1, 100, 0] = float("nan")  # third block, every row of head 1
+    add = torch.randn(b, h, length, s_len, generator=g)
+    add[0, 0, 10, 70] = float("nan")
+    q = Strided((b, h, length, e), values=q_vals)
+    k = Strided((b, h, s_len, e), values=k_vals)
+    v = Strided((b, h, s_len, e), gen=g)
+    mask = Strided((b, h, length, s_len), values=add)
+    out, ref, _, _ = _run_sdpa(sdpa_runner, torch.float32, q, k, v, mask, False)
+    assert torch.isnan(out[0, 0, 3]).all() and torch.isnan(out[0, 0, 10]).all()
+    assert torch.isnan(out[0, 1]).all()
+    assert not torch.isnan(out[0, 0, 11:]).any()
     _check(out, ref, torch.float32)
 
 
