@@ -94,7 +94,7 @@ template <typename T>
 struct Operand {
   std::vector<char> bytes;
   const T* ptr = nullptr;
-  int64_t s[4] = {0, 0, 0, 0};
+  int64_t s[5] = {0, 0, 0, 0, 0};
   void read(Args& args, int nstrides) {
     std::string path = args.str();
     if (path == "-") return;
@@ -103,6 +103,7 @@ struct Operand {
     for (int k = 0; k < nstrides; ++k) s[k] = args.i64();
   }
   kn::Tensor4<T> t4() const { return kn::Tensor4<T>{ptr, {s[0], s[1], s[2], s[3]}}; }
+  kn::Tensor5<T> t5() const { return kn::Tensor5<T>{ptr, {s[0], s[1], s[2], s[3], s[4]}}; }
   kn::Matrix<T> mat() const { return kn::Matrix<T>{ptr, s[0], s[1], s[2]}; }
 };
 
@@ -136,6 +137,58 @@ static int32_t run_conv(const aotc_rt::KernelContext& ctx, Args& a) {
   std::vector<T> out(static_cast<size_t>(p.n * p.c_out * p.h_out * p.w_out));
   int32_t code = kn::conv2d<T>(ctx, p, x.t4(), w.t4(), bias.ptr, bias.s[0], out.data());
   write_bytes(a.str(), out.data(), out.size() * sizeof(T));
+  return code;
+}
+
+// Records, per output element, how often the epilogue was given it and its
+// value then; counts calls outside the output or for an empty range in |bad|.
+template <typename T>
+struct RecordingEpilogue {
+  const T* out;
+  int64_t rows, width;
+  int64_t* calls;
+  T* seen;
+  int64_t* bad;
+  void operator()(int64_t row, int64_t c0, int64_t c1) const {
+    if (row < 0 || row >= rows || c0 < 0 || c1 > width || c0 >= c1) {
+      ++*bad;
+      return;
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+      calls[row * width + c] += 1;
+      seen[row * width + c] = out[row * width + c];
+    }
+  }
+};
+
+// kn::conv on 5-D operands with a RecordingEpilogue; writes the output, the
+// call counts (int64) and the values seen.
+template <typename T>
+static int32_t run_conv_nd(const aotc_rt::KernelContext& ctx, Args& a) {
+  kn::ConvNdShape p;
+  for (int64_t* f : {&p.n, &p.c_in, &p.c_out, &p.groups}) *f = a.i64();
+  for (kn::Dims3* d : {&p.in, &p.out, &p.kernel, &p.stride, &p.pad, &p.dil}) {
+    for (int64_t& v : *d) v = a.i64();
+  }
+  p.transposed = a.i64() != 0;
+  Operand<T> x, w, bias;
+  x.read(a, 5);
+  w.read(a, 5);
+  bias.read(a, 1);
+  const int64_t width = p.out[2], rows = p.n * p.c_out * p.out[0] * p.out[1];
+  const size_t count = static_cast<size_t>(rows * width);
+  std::vector<T> out(count), seen(count);
+  std::vector<int64_t> calls(count);
+  int64_t bad = 0;
+  RecordingEpilogue<T> epi{out.data(), rows, width, calls.data(), seen.data(), &bad};
+  int32_t code = kn::conv<T>(ctx, p, x.t5(), w.t5(), bias.ptr, bias.s[0], out.data(), epi);
+  write_bytes(a.str(), out.data(), count * sizeof(T));
+  write_bytes(a.str(), calls.data(), count * sizeof(int64_t));
+  write_bytes(a.str(), seen.data(), count * sizeof(T));
+  if (bad != 0) {
+    std::fprintf(stderr, "%lld epilogue calls out of range\n", static_cast<long long>(bad));
+    return 97;
+  }
   return code;
 }
 
@@ -223,6 +276,7 @@ template <typename T>
 static int32_t dispatch(const std::string& op, const aotc_rt::KernelContext& ctx, Args& a) {
   if (op == "gemm") return run_gemm<T>(ctx, a);
   if (op == "conv") return run_conv<T>(ctx, a);
+  if (op == "conv_nd") return run_conv_nd<T>(ctx, a);
   if (op == "max_pool") return run_max_pool<T>(ctx, a);
   if (op == "avg_pool") return run_avg_pool<T>(ctx, a);
   if (op == "adaptive") return run_adaptive<T>(ctx, a);
@@ -462,6 +516,18 @@ def test_bmm(runner, dtype) -> None:
 # -- convolution --------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", params=["portable", "x86-64-v3"])
+def conv_runner(request, runner, tmp_path_factory: pytest.TempPathFactory):
+    """The runner, and one built with -march=x86-64-v3 so that the AVX2/FMA
+    paths run too: the GEMM micro-kernel behind the implicit-GEMM convolution
+    and the depthwise rows ([Note: depthwise rows])."""
+    if request.param == "portable":
+        return runner
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("needs an AVX2/FMA CPU")
+    return _make_runner(tmp_path_factory.mktemp("conv_runner_v3"), ["-march=x86-64-v3"])
+
+
 def _run_conv(runner, dtype, x, w, bias, stride, padding, dilation, groups, output_padding=None):
     """Runs conv2d (transposed when |output_padding| is given) on Strided operands."""
     xd, wd, bd = x.view.double(), w.view.double(), None if bias is None else bias.view.double()
@@ -520,6 +586,105 @@ def test_conv_transpose2d(
         runner, dtype, x, wt, bias, stride, padding, dilation, groups, output_padding
     )
     _check(out, ref, dtype, math.sqrt(c_in * k[0] * k[1]))
+
+
+def _run_conv_nd(runner, dtype, x, w, bias, stride, padding, dilation, groups, output_padding=None):
+    """conv1d/2d/3d (by |x|'s rank; transposed when |output_padding| is given)
+    through kn::conv on 5-D operands with a recording epilogue. Checks that
+    the epilogue got every output element once, after its value was stored;
+    returns the output and a float64 reference."""
+    spatial = x.view.dim() - 2
+    xd, wd, bd = x.view.double(), w.view.double(), None if bias is None else bias.view.double()
+    if output_padding is None:
+        conv = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
+        ref = conv(xd, wd, bd, stride, padding, dilation, groups)
+    else:
+        conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
+        ref = conv(xd, wd, bd, stride, padding, output_padding, groups, dilation)
+
+    def dims3(values, fill):  # depth, height, width
+        return [fill] * (3 - spatial) + list(values)
+
+    def operand(t):  # as 5-D: size-1 dims of stride 0 before the spatial ones
+        path, offset, *strides = t.args(runner.directory)
+        return [path, offset, *strides[:2], *[0] * (3 - spatial), *strides[2:]]
+
+    shape = [x.view.shape[0], x.view.shape[1], ref.shape[1], groups]
+    shape += dims3(x.view.shape[2:], 1) + dims3(ref.shape[2:], 1) + dims3(w.view.shape[2:], 1)
+    shape += dims3(stride, 1) + dims3(padding, 0) + dims3(dilation, 1)
+    shape.append(int(output_padding is not None))
+    bias_args = ["-"] if bias is None else bias.args(runner.directory)
+    args = [*shape, *operand(x), *operand(w), *bias_args]
+    out_path, calls_path, seen_path = runner("conv_nd", dtype, args, outputs=3)
+    out = _read(out_path, dtype, ref.shape)
+    calls = _read(calls_path, torch.int64, ref.shape)
+    assert (calls == 1).all(), f"epilogue calls per element: {calls.unique().tolist()}"
+    bits = torch.int16 if dtype == torch.bfloat16 else torch.int32  # NaN compares too
+    assert torch.equal(_read(seen_path, dtype, ref.shape).view(bits), out.view(bits))
+    return out, ref
+
+
+CONV_ND_CASES = [
+    # (x shape, c_out, kernel, stride, padding, dilation, groups, bias, channels_last)
+    ((2, 5, 7, 9), 13, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, False),  # 13 % 6, 63 % 16
+    ((1, 4, 11, 10), 6, (3, 3), (2, 2), (3, 3), (2, 2), 2, True, False),  # pad > kernel / 2
+    ((2, 40, 13, 17), 150, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, False),  # 2 K and 2 co blocks
+    ((1, 9, 3, 50), 7, (2, 5), (1, 2), (1, 0), (2, 1), 1, False, True),  # strided input rows
+    ((3, 7, 5, 9), 11, (1, 1), (1, 1), (0, 0), (1, 1), 1, False, False),  # 1x1 read in place
+    ((2, 6, 9, 7), 10, (1, 1), (1, 1), (0, 0), (1, 1), 1, True, True),  # 1x1 gathered
+    ((1, 8, 9, 9), 10, (1, 1), (2, 2), (0, 0), (1, 1), 1, True, False),  # 1x1, stride 2
+    ((2, 6, 8, 8), 12, (3, 3), (1, 1), (1, 1), (1, 1), 3, True, False),  # 4 channels per group
+    ((1, 6, 12, 12), 12, (3, 3), (1, 1), (1, 1), (1, 1), 6, True, False),  # 2 channels per group
+    ((1, 4, 6, 6), 4, (3, 3), (1, 1), (1, 1), (1, 1), 4, True, False),  # depthwise: direct
+    ((2, 3, 5, 45), 3, (3, 3), (1, 1), (1, 1), (1, 1), 3, True, False),  # depthwise rows
+    ((1, 4, 6, 53), 4, (3, 5), (2, 2), (2, 2), (1, 2), 4, False, False),  # ... stride 2
+    ((1, 8, 4, 30), 4, (2, 3), (1, 1), (0, 4), (1, 1), 4, True, False),  # ... 2 in, wide pad
+    ((2, 1, 8, 8), 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, True, False),  # one input channel
+    ((2, 3, 50), 5, (4,), (3,), (2,), (2,), 1, True, False),  # conv1d
+    ((1, 2, 300), 8, (3,), (1,), (1,), (1,), 1, False, False),  # conv1d, rows > pixel block
+    ((2, 4, 5, 6, 7), 6, (3, 2, 3), (2, 1, 1), (1, 0, 2), (1, 2, 1), 2, True, False),  # conv3d
+    ((1, 3, 4, 5, 6), 8, (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), 1, True, False),  # 1x1x1
+    ((1, 2, 5, 4, 20), 2, (3, 1, 3), (1, 1, 1), (1, 0, 1), (2, 1, 1), 2, True, False),  # 3-D dw
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_ND_CASES)
+def test_conv_nd_with_epilogue(conv_runner, dtype, case) -> None:
+    x_shape, c_out, k, stride, padding, dilation, groups, with_bias, cl = case
+    g = _gen(sum(x_shape) * c_out)
+    x_strides = None
+    if cl:  # channels last: channels innermost
+        x_strides = list(torch.empty(x_shape).to(memory_format=torch.channels_last).stride())
+    x = Strided(x_shape, dtype, x_strides, offset=3, gen=g)
+    wt = Strided((c_out, x_shape[1] // groups, *k), dtype, gen=g)
+    bias = Strided((c_out,), dtype, (3,), gen=g) if with_bias else None
+    out, ref = _run_conv_nd(conv_runner, dtype, x, wt, bias, stride, padding, dilation, groups)
+    _check(out, ref, dtype, math.sqrt(x_shape[1] // groups * math.prod(k)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_transpose_with_epilogue(conv_runner, dtype) -> None:
+    g = _gen(31)
+    x = Strided((2, 4, 5, 3, 4), dtype, gen=g)
+    wt = Strided((4, 3, 2, 3, 3), dtype, gen=g)
+    bias = Strided((6,), dtype, gen=g)
+    args = (bias, (2, 1, 2), (1, 1, 0), (1, 2, 1), 2)
+    out, ref = _run_conv_nd(conv_runner, dtype, x, wt, *args, output_padding=(1, 0, 1))
+    _check(out, ref, dtype, math.sqrt(4 * 18))
+
+
+def test_conv_nan_propagates(conv_runner) -> None:
+    """NaN in the input reaches exactly the outputs whose window covers it."""
+    vals = torch.randn(2, 8, 10, 11, generator=_gen(32))
+    vals[0, 3, 4, 5] = float("nan")
+    vals[1, 0, 0, 0] = float("nan")
+    x = Strided((2, 8, 10, 11), values=vals)
+    wt = Strided((14, 8, 3, 3), gen=_gen(33))
+    out, ref = _run_conv_nd(conv_runner, torch.float32, x, wt, None, (1, 1), (1, 1), (1, 1), 1)
+    assert torch.isnan(out[0, :, 3:6, 4:7]).all() and torch.isnan(out[1, :, :2, :2]).all()
+    assert torch.isnan(out).sum() == 14 * (9 + 4)
+    _check(out, ref, torch.float32, math.sqrt(72))
 
 
 # -- pooling ------------------------------------------------------------------------
