@@ -140,22 +140,24 @@ def test_decomposition_split_into_two_kernels(packages):
 
 def test_gemm_with_bias_epilogue_and_nested_modules(packages):
     """Nested.forward -> Block.forward -> nn.Linear: the addmm template (bias
-    added in the GEMM's store) names Block.forward's line, not the caller's
-    (nested.block) and not torch/nn/modules/linear.py."""
+    added in the GEMM's store, the gelu after it fused into its epilogue)
+    names Block.forward's lines, not the caller's (nested.block) and not
+    torch/nn/modules/linear.py."""
     p = packages["nested"]
     (gemm,) = [h for h, k in p.info.items() if k["kind"] == "template"]
     k = p.info[gemm]
-    assert k["pre_grad_nodes"] == ["linear"]
-    assert k["post_grad_nodes"][-1] == "addmm"
-    assert p.lines_of(gemm) == [(FILE, line_of("block.fc"))]
-    # The full trace still shows the caller's frame, outermost first.
-    (trace,) = k["stack_traces"]
-    lines = [int(n) for _, n in re.findall(r'File "([^"]+)", line (\d+)', trace)]
-    assert lines == [line_of("nested.block"), line_of("block.fc")]
-    # 2x5 ids -> embedding [10, 16] -> [10, 16] @ [16, 32] + bias [32].
+    assert k["pre_grad_nodes"] == ["linear", "gelu"]
+    assert "addmm" in k["post_grad_nodes"] and k["post_grad_nodes"][-1] == "gelu"
+    assert p.lines_of(gemm) == [(FILE, line_of("block.fc")), (FILE, line_of("block.gelu"))]
+    # The full traces still show the caller's frame, outermost first.
+    for trace, inner in zip(k["stack_traces"], ("block.fc", "block.gelu"), strict=True):
+        lines = [int(n) for _, n in re.findall(r'File "([^"]+)", line (\d+)', trace)]
+        assert lines == [line_of("nested.block"), line_of(inner)]
+    # 2x5 ids -> embedding [10, 16] -> [10, 16] @ [16, 32] + bias [32], gelu'd
+    # in place: written once.
     assert k["bytes_written"] == 10 * 32 * 4
     gelu = [h for h, x in p.info.items() if "gelu" in x["post_grad_nodes"]]
-    assert [p.lines_of(h) for h in gelu] == [[(FILE, line_of("block.gelu"))]]
+    assert gelu == [gemm]
     emb = [h for h, x in p.info.items() if "embedding" in x["post_grad_nodes"]]
     assert len(emb) == 1 and p.lines_of(emb[0]) == [(FILE, line_of("nested.emb"))]
 
