@@ -449,33 +449,33 @@ def _run_gemm(runner, dtype, a: Strided, b: Strided, bias: Strided | None, alpha
         (1, 1, 1, True, False),
     ],
 )
-def test_mm(runner, dtype, m, n, k, a_t, b_t) -> None:
+def test_mm(gemm_runner, dtype, m, n, k, a_t, b_t) -> None:
     g = _gen(m * n + k)
     a = Strided((m, k), dtype, (1, m + 3) if a_t else (k + 2, 1), offset=5, gen=g)
     b = Strided((k, n), dtype, (1, k) if b_t else (n, 1), gen=g)
-    out, ref = _run_gemm(runner, dtype, a, b, None, 1.0, 0.0)
+    out, ref = _run_gemm(gemm_runner, dtype, a, b, None, 1.0, 0.0)
     _check(out, ref, dtype, math.sqrt(k))
 
 
-def test_addmm_large_fp32(runner) -> None:
+def test_addmm_large_fp32(gemm_runner) -> None:
     m, n, k = 333, 777, 555
     g = _gen(1)
     a = Strided((m, k), gen=g)
     b = Strided((k, n), strides=(1, k), gen=g)  # a linear layer's transposed weight
     bias = Strided((m, n), strides=(0, 1), gen=g)  # 1-D bias broadcast over rows
-    out, ref = _run_gemm(runner, torch.float32, a, b, bias, 0.5, 2.0)
+    out, ref = _run_gemm(gemm_runner, torch.float32, a, b, bias, 0.5, 2.0)
     _check(out, ref, torch.float32, math.sqrt(k))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias_strides", [(1, 0), (1, 70), (0, 0)])
-def test_addmm_bias_broadcasts(runner, dtype, bias_strides) -> None:
+def test_addmm_bias_broadcasts(gemm_runner, dtype, bias_strides) -> None:
     m, n, k = 40, 67, 23
     g = _gen(2)
     a = Strided((m, k), dtype, gen=g)
     b = Strided((k, n), dtype, gen=g)
     bias = Strided((m, n), dtype, bias_strides, gen=g)
-    out, ref = _run_gemm(runner, dtype, a, b, bias, 1.0, 1.0)
+    out, ref = _run_gemm(gemm_runner, dtype, a, b, bias, 1.0, 1.0)
     _check(out, ref, dtype, math.sqrt(k))
 
 
@@ -498,6 +498,65 @@ def test_addmm_empty_k(runner) -> None:
     bias = Strided((3, 4), strides=(0, 1), gen=_gen(5))
     out, ref = _run_gemm(runner, torch.float32, a, b, bias, 1.0, 3.0)
     _check(out, ref, torch.float32)
+
+
+@pytest.fixture(scope="module", params=["portable", "x86-64-v3"])
+def gemm_runner(request, runner, tmp_path_factory: pytest.TempPathFactory):
+    """The runner, and one built with -march=x86-64-v3 so that the AVX2/FMA
+    GEMM kernels (and their bfloat16 widening of B) run too."""
+    if request.param == "portable":
+        return runner
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("needs an AVX2/FMA CPU")
+    return _make_runner(tmp_path_factory.mktemp("extern_runner_gemm_v3"), ["-march=x86-64-v3"])
+
+
+def _float_copy(s: Strided) -> Strided:
+    """|s| with its storage converted to float32: same values, offset and strides."""
+    copy = Strided.__new__(Strided)
+    copy.storage = s.storage.float()
+    copy.view = copy.storage.as_strided(s.view.shape, s.strides, s.offset)
+    copy.offset, copy.strides = s.offset, list(s.strides)
+    return copy
+
+
+# name: (batch or 0 for a 2-D GEMM, m, n, k, a strides, b strides, bias strides or None).
+# M <= 16 (M <= 32 when N >= 1024) takes the few-rows path, more the tiled one
+# ([Note: GEMM micro-kernel]).
+GEMM_BF16_CASES = {
+    "gemv_transposed_b": (0, 1, 300, 37, (37, 1), (1, 37), None),
+    "gemv_wide_runs": (0, 1, 4500, 8, (8, 1), (4500, 1), (0, 1)),
+    "rows_m5_odd_k": (0, 5, 77, 531, (1, 5), (77, 1), None),
+    "rows_m16_bias_column": (0, 16, 83, 70, (70, 1), (83, 1), (1, 0)),
+    "rows_chunks_across_batches": (2, 3, 600, 600, (1800, 600, 1), (0, 600, 1), None),
+    "rows_shared_b_bias_row": (3, 4, 50, 20, (80, 20, 1), (0, 50, 1), (0, 0, 1)),
+    "rows_m32_wide": (0, 32, 1030, 45, (45, 1), (1030, 1), (0, 1)),
+    "tiled_m17_k_blocks": (0, 17, 300, 300, (300, 1), (300, 1), (0, 1)),
+    "tiled_transposed_b": (0, 50, 45, 270, (1, 50), (1, 270), None),
+    "tiled_b_stride_4kb": (0, 20, 40, 40, (40, 1), (2048, 1), None),
+    "tiled_b_stride_2kb": (0, 20, 33, 30, (30, 1), (1024, 1), None),
+    "tiled_shared_b_bias_column": (2, 30, 70, 300, (9000, 300, 1), (0, 70, 1), (0, 1, 0)),
+}
+
+
+@pytest.mark.parametrize("case", list(GEMM_BF16_CASES))
+def test_gemm_bf16_rounds_the_float_sum_once(gemm_runner, case) -> None:
+    """A bfloat16 GEMM equals the float32 GEMM of the same values rounded once
+    (float sums over k in order, whichever path and B layout)."""
+    batch, m, n, k, a_strides, b_strides, bias_strides = GEMM_BF16_CASES[case]
+    g = _gen(m * 10007 + n * 101 + k)
+    lead = (batch,) if batch else ()
+    bf = torch.bfloat16
+    a = Strided((*lead, m, k), bf, a_strides, offset=3, gen=g)
+    b = Strided((*lead, k, n), bf, b_strides, gen=g)
+    bias = None if bias_strides is None else Strided((*lead, m, n), bf, bias_strides, gen=g)
+    out, ref = _run_gemm(gemm_runner, bf, a, b, bias, 0.5, 2.0)
+    bias32 = None if bias is None else _float_copy(bias)
+    out32, _ = _run_gemm(
+        gemm_runner, torch.float32, _float_copy(a), _float_copy(b), bias32, 0.5, 2.0
+    )
+    assert torch.equal(out, out32.bfloat16())
+    _check(out, ref, bf, math.sqrt(k))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
