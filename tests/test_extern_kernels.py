@@ -500,15 +500,30 @@ def test_addmm_empty_k(runner) -> None:
     _check(out, ref, torch.float32)
 
 
-@pytest.fixture(scope="module", params=["portable", "x86-64-v3"])
-def gemm_runner(request, runner, tmp_path_factory: pytest.TempPathFactory):
-    """The runner, and one built with -march=x86-64-v3 so that the AVX2/FMA
-    GEMM kernels (and their bfloat16 widening of B) run too."""
-    if request.param == "portable":
+# The portable build; -march=x86-64-v3, whose GEMM micro-kernel dispatches to
+# AVX-512 where the CPU has it ([Note: AVX-512 micro-kernel]); and
+# -march=x86-64-v3 with that dispatch compiled out (AVX2 only).
+SIMD_BUILDS = {
+    "portable": None,
+    "x86-64-v3": ["-march=x86-64-v3"],
+    "x86-64-v3-avx2-only": ["-march=x86-64-v3", "-DAOTC_NO_AVX512"],
+}
+
+
+def _simd_runner(request, runner, tmp_path_factory: pytest.TempPathFactory, what: str):
+    flags = SIMD_BUILDS[request.param]
+    if flags is None:
         return runner
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("needs an AVX2/FMA CPU")
-    return _make_runner(tmp_path_factory.mktemp("extern_runner_gemm_v3"), ["-march=x86-64-v3"])
+    return _make_runner(tmp_path_factory.mktemp(f"{what}_{request.param}"), flags)
+
+
+@pytest.fixture(scope="module", params=list(SIMD_BUILDS))
+def gemm_runner(request, runner, tmp_path_factory: pytest.TempPathFactory):
+    """The runner built each SIMD_BUILDS way, so that the AVX2/FMA and AVX-512
+    GEMM kernels (and their bfloat16 widening of B) run too."""
+    return _simd_runner(request, runner, tmp_path_factory, "gemm_runner")
 
 
 def _float_copy(s: Strided) -> Strided:
@@ -575,16 +590,12 @@ def test_bmm(runner, dtype) -> None:
 # -- convolution --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["portable", "x86-64-v3"])
+@pytest.fixture(scope="module", params=list(SIMD_BUILDS))
 def conv_runner(request, runner, tmp_path_factory: pytest.TempPathFactory):
-    """The runner, and one built with -march=x86-64-v3 so that the AVX2/FMA
-    paths run too: the GEMM micro-kernel behind the implicit-GEMM convolution
-    and the depthwise rows ([Note: depthwise rows])."""
-    if request.param == "portable":
-        return runner
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        pytest.skip("needs an AVX2/FMA CPU")
-    return _make_runner(tmp_path_factory.mktemp("conv_runner_v3"), ["-march=x86-64-v3"])
+    """The runner built each SIMD_BUILDS way, so that the vector paths run
+    too: the GEMM micro-kernels behind the implicit-GEMM convolution and the
+    depthwise rows ([Note: depthwise rows])."""
+    return _simd_runner(request, runner, tmp_path_factory, "conv_runner")
 
 
 def _run_conv(runner, dtype, x, w, bias, stride, padding, dilation, groups, output_padding=None):

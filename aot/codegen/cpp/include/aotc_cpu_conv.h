@@ -556,6 +556,14 @@ void conv_gemm_tasks(const ConvNdShape& p, const ConvGemm& gm, const Tensor5<T>&
       }
       const float* wb = wg + k0 * gm.panels * kGemmMR + q0 * kGemmMR * kc;
       for (int64_t jp = 0; jp < cols; jp += kGemmNR) {
+        if (jp + 2 * kGemmNR <= cols && !(xf && jp + 2 * kGemmNR > npix)) {  // two panels
+          for (int64_t q = 0; q < nq; ++q) {
+            gemm_micro2(kc, wb + q * kGemmMR * kc, b + jp, ldb, tile + q * kGemmMR * kConvNC + jp,
+                        kConvNC, k0 > 0);
+          }
+          jp += kGemmNR;
+          continue;
+        }
         const bool edge = xf && jp + kGemmNR > npix;
         for (int64_t q = 0; q < nq; ++q) {
           gemm_micro(kc, wb + q * kGemmMR * kc, edge ? block : b + jp, edge ? kGemmNR : ldb,
