@@ -139,6 +139,10 @@ CASES = [
 
 
 def median_ms(fn: Callable[[int], object], repeats: int) -> float:
+    # The previous block's threads (eager's OpenMP workers, the runtime's
+    # pool) spin for a while after their last call; let them go to sleep so
+    # they do not take a core from this block.
+    time.sleep(0.3)
     for k in range(3):  # warm up
         fn(k)
     times = []
