@@ -78,7 +78,8 @@ def attach_epilogues(
                 if hoisted is None:
                     continue
                 call.epilogue = candidate
-                if output.name not in keep and readers_of[output.name] == [candidate]:
+                only_reader = [r is candidate for r in readers_of[output.name]] == [True]
+                if output.name not in keep and only_reader:
                     call.epilogue_shares = _shared_output(output, candidate)
                 rest = [order[i] for i in range(k + 1, j) if i not in hoisted]
                 order = [*order[:k], *(order[i] for i in hoisted), call, *rest, *order[j + 1 :]]
