@@ -12,7 +12,8 @@ installed) it measures, in this order and with the same thread count:
   time, median, package size;
 - aotc: compile time (a fresh build: the compile cache is bypassed), load
   time, median through the C++ runtime, package size.
-Every median is taken after warm-up over fresh random inputs, three sets
+Every build is cold (no compile cache of either compiler is used). Every
+median is taken after warm-up over fresh random inputs, three sets
 rotated between calls, and each system's output is checked against eager
 first. Prints a table, and writes --json and --chart (a PNG of speedups over
 eager per system; needs matplotlib).
@@ -329,6 +330,10 @@ def environment(threads: int) -> dict[str, Any]:
 
 
 def main() -> int:
+    # Cold builds for everyone: aotc bypasses its cache (bench_aotc), and
+    # Inductor (torch.compile, AOTInductor in the worker, which inherits the
+    # environment) its FX-graph and kernel caches.
+    os.environ["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="examples only, no AOTInductor")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
