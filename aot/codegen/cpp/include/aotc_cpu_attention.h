@@ -1,7 +1,7 @@
 // aotc_cpu_attention.h: scaled_dot_product_attention for the CPU backend,
 // tiled with an online softmax ([Note: attention tiles]). Conventions are
-// those of aotc_cpu_kernels.h, which includes this header at its end:
-// include either.
+// those of aotc_cpu_kernels.h, which includes
+// this header at its end: include that one (it orders the families).
 #pragma once
 
 #include <algorithm>
@@ -214,24 +214,6 @@ inline void store8(bf16* dst, __m256 x) {
   const __m128i packed =
       _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), packed);
-}
-
-inline void transpose8(__m256 (&v)[8]) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-  }
-  for (int i = 0; i < 4; ++i) {
-    v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-    v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-  }
 }
 
 #endif

@@ -3,8 +3,8 @@
 // group run as an implicit GEMM on the GEMM micro-kernel ([Note:
 // implicit-GEMM convolution]); depthwise and transposed ones as a direct
 // convolution ([Note: depthwise rows]).
-// Conventions are those of aotc_cpu_kernels.h, which includes this header at
-// its end: include either.
+// Conventions are those of aotc_cpu_kernels.h, which includes
+// this header at its end: include that one (it orders the families).
 #pragma once
 
 #include <algorithm>
@@ -19,7 +19,6 @@
 #include <immintrin.h>
 #endif
 
-#include "aotc_cpu_gemm.h"
 #include "aotc_cpu_kernels.h"
 
 namespace aotc_rt {

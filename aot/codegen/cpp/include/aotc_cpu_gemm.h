@@ -1,7 +1,8 @@
 // aotc_cpu_gemm.h: GEMM (mm, addmm, bmm) for the CPU backend: a
 // register-blocked micro-kernel ([Note: GEMM micro-kernel]). Conventions
 // (element types, strides, numerics, return codes) are those of
-// aotc_cpu_kernels.h, which includes this header at its end: include either.
+// aotc_cpu_kernels.h, which includes
+// this header at its end: include that one (it orders the families).
 #pragma once
 
 #include <algorithm>
@@ -233,24 +234,32 @@ inline void pack_b_block(const T* b, int64_t ldb, int64_t kc, int64_t cols, T* d
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
+// An 8 x 8 transpose in registers: v[k] becomes column k of the rows v[0..7]
+// (shared with attention's tiles).
+inline void transpose8(__m256 (&v)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
 // An 8 x 8 transpose: dst[k * ldd + j] = src[j * lds + k], j, k < 8.
 inline void transpose8(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  __m256 r[8], t[8];
-  for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + j * lds);
-  for (int j = 0; j < 8; j += 2) {
-    t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
-    t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
-  }
-  for (int j = 0; j < 8; j += 4) {
-    r[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
-    r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xee);
-    r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-    r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xee);
-  }
-  for (int k = 0; k < 4; ++k) {
-    _mm256_storeu_ps(dst + k * ldd, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-    _mm256_storeu_ps(dst + (k + 4) * ldd, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-  }
+  __m256 v[8];
+  for (int j = 0; j < 8; ++j) v[j] = _mm256_loadu_ps(src + j * lds);
+  transpose8(v);
+  for (int k = 0; k < 8; ++k) _mm256_storeu_ps(dst + k * ldd, v[k]);
 }
 inline void transpose8(const bf16* src, int64_t lds, bf16* dst, int64_t ldd) {
   __m128i r[8], t[8];

@@ -258,7 +258,10 @@ inline void fma_rows(float (*acc)[kCols], const float* w, int64_t rows, const T*
 
 // The kernels themselves, one header per family. Generated code and the tests
 // include this header alone, so it brings them all along.
+// GEMM first: convolution and attention use its micro-kernels and transposes.
+// clang-format off
+#include "aotc_cpu_gemm.h"
 #include "aotc_cpu_attention.h"
 #include "aotc_cpu_conv.h"
-#include "aotc_cpu_gemm.h"  // before conv, which uses its micro-kernel
 #include "aotc_cpu_pool.h"
+// clang-format on

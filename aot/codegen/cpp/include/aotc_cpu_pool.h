@@ -2,7 +2,7 @@
 // adaptive average and adaptive max pooling over up to three spatial dims,
 // and the gradient of max pooling. Conventions (element types, strides,
 // numerics, return codes) are those of aotc_cpu_kernels.h, which includes
-// this header at its end: include either one.
+// this header at its end: include that one (it orders the families).
 //
 // [Note: N-d pooling] One kernel per op serves 1-, 2- and 3-D pooling: shapes
 // are (depth, height, width) and operands 5-D, 2-D pooling being depth 1
