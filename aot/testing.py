@@ -42,7 +42,9 @@ import inspect
 import json
 import math
 import shutil
+import statistics
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -525,3 +527,20 @@ def assert_close_to_eager(
             torch.testing.assert_close(a, e, atol=tol_a, rtol=tol_r, equal_nan=True)
         except AssertionError as exc:
             fail(f"{where} (atol {tol_a:g}, rtol {tol_r:g}): {exc}")
+
+
+def median_ms(fn: Callable[[int], object], repeats: int, warmup: int = 3) -> float:
+    """Median milliseconds of fn(k) over |repeats| calls after |warmup| (k
+    counts calls, to rotate inputs), for the benchmark scripts. Sleeps 0.3 s
+    first: the previous system's threads (eager's OpenMP workers, the
+    runtime's pool) spin for a while after their last call and would take a
+    core from this one."""
+    time.sleep(0.3)
+    for k in range(warmup):
+        fn(k)
+    times = []
+    for k in range(repeats):
+        start = time.perf_counter()
+        fn(k)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)

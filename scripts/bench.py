@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from aot.options import ExportOptions  # noqa: E402
-from aot.testing import AOTCRunnerUtil  # noqa: E402
+from aot.testing import AOTCRunnerUtil, median_ms  # noqa: E402
 
 SYSTEMS = ("eager", "compile", "aoti", "aotc")
 AOTI_TIMEOUT_S = 900
@@ -96,18 +95,6 @@ def hf_models() -> list[Model]:
 
 def all_models(quick: bool) -> list[Model]:
     return examples() if quick else examples() + hf_models()
-
-
-def median_ms(fn: Callable[[int], object], repeats: int) -> float:
-    time.sleep(0.3)  # let the previous system's spinning threads go to sleep
-    for k in range(3):
-        fn(k)
-    times = []
-    for k in range(repeats):
-        start = time.perf_counter()
-        fn(k)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def first_tensor(value: Any) -> torch.Tensor:

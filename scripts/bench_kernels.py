@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aot.testing import AOTCRunnerUtil  # noqa: E402
+from aot.testing import AOTCRunnerUtil, median_ms  # noqa: E402
 
 Inputs = Callable[[torch.dtype], tuple[torch.Tensor, ...]]
 
@@ -136,21 +134,6 @@ CASES = [
     example("cnn"),
     example("gpt"),
 ]
-
-
-def median_ms(fn: Callable[[int], object], repeats: int) -> float:
-    # The previous block's threads (eager's OpenMP workers, the runtime's
-    # pool) spin for a while after their last call; let them go to sleep so
-    # they do not take a core from this block.
-    time.sleep(0.3)
-    for k in range(3):  # warm up
-        fn(k)
-    times = []
-    for k in range(repeats):
-        start = time.perf_counter()
-        fn(k)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def check(
