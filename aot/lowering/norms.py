@@ -146,14 +146,6 @@ def _batch_norm_inference(
     does one multiply-add per element. The weights themselves stay as the
     user's checkpoint has them (aotc_model_update_constants keeps working)."""
     acc = compute_dtype(x.dtype)
-    load_var = _param_loader(running_var, acc, [1])
-    assert load_var is not None
-
-    def rstd(ops: Any, full: Sequence[sympy.Expr]) -> Any:
-        return ops.rsqrt(ops.add(load_var(ops, full), ops.constant(float(eps), acc)))
-
-    mean = _param_loader(running_mean, acc, [1])
-    assert mean is not None
     stats_dtype = running_mean.dtype
     if _is_convolution_output(ctx, x):
         scale, shift = _folded_terms(ctx, x, weight, bias, running_mean, running_var, eps)
@@ -163,15 +155,23 @@ def _batch_norm_inference(
             value = ops.add(ops.mul(load_x(ops, index), scale(ops, index)), shift(ops, index))
             return value if out_dtype == acc else ops.to_dtype(value, out_dtype)
 
-        out = Pointwise(x.get_size(), out_dtype, apply)
-        return out, _empty(stats_dtype), _empty(stats_dtype)
+        return Pointwise(x.get_size(), out_dtype, apply), _empty(stats_dtype), _empty(stats_dtype)
+    load_var = _param_loader(running_var, acc, [1])
+    mean = _param_loader(running_mean, acc, [1])
+    assert load_var is not None and mean is not None
+
+    def rstd(ops: Any, full: Sequence[sympy.Expr]) -> Any:
+        return ops.rsqrt(ops.add(load_var(ops, full), ops.constant(float(eps), acc)))
+
     out = _normalized(x, mean, rstd, _param_loader(weight, acc, [1]), _param_loader(bias, acc, [1]))
     return out, _empty(stats_dtype), _empty(stats_dtype)
 
 
 def _is_convolution_output(ctx: LoweringContext, x: TensorValue) -> bool:
     return any(
-        isinstance(node, ExternKernel) and node.kind == "convolution" and x in node.outputs
+        isinstance(node, ExternKernel)
+        and node.kind == "convolution"
+        and any(out is x for out in node.outputs)
         for node in reversed(ctx.nodes)
     )
 
