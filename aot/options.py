@@ -8,6 +8,11 @@ from dataclasses import dataclass
 
 SUPPORTED_ISAS = ("x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4")
 SUPPORTED_DTYPES = (None, "float32", "bfloat16", "float16")
+SUPPORTED_DEVICES = ("cpu", "cuda")
+# GPU architectures Triton compiles for (compute capability 8.0 and newer:
+# bf16 tensor cores, cp.async). "sm_90a" and the like are refused: Triton
+# picks arch-specific features itself.
+SUPPORTED_ARCHS = ("sm_80", "sm_86", "sm_87", "sm_89", "sm_90", "sm_100", "sm_103", "sm_120")
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,9 @@ class ExportOptions:
     # CPU ISA the package is built for (-march=); checked with cpuid at load.
     # Never "native": a package built on this AVX-512 box must run elsewhere.
     isa: str = "x86-64-v3"
+    # GPU architecture of a cuda package ("sm_90"); None on cpu. aot/cli.py
+    # reads it off the local GPU when --arch is not given.
+    arch: str | None = None
     # Cast the model and its floating-point example inputs to this dtype
     # before export (None: as the model is).
     dtype: str | None = None
@@ -30,8 +38,14 @@ class ExportOptions:
     cache_key_tag: str = ""
 
     def __post_init__(self) -> None:
-        if self.device != "cpu":
-            raise ValueError(f"device {self.device!r} is not supported yet (cpu only)")
+        if self.device not in SUPPORTED_DEVICES:
+            raise ValueError(f"device {self.device!r} is not one of {', '.join(SUPPORTED_DEVICES)}")
+        if self.device == "cuda" and self.arch is None:
+            raise ValueError("a cuda package needs its GPU arch (e.g. arch='sm_90')")
+        if self.device == "cpu" and self.arch is not None:
+            raise ValueError(f"arch {self.arch!r} is for cuda packages; this one is for cpu")
+        if self.arch is not None and self.arch not in SUPPORTED_ARCHS:
+            raise ValueError(f"arch {self.arch!r} is not one of {', '.join(SUPPORTED_ARCHS)}")
         if self.isa not in SUPPORTED_ISAS:
             raise ValueError(f"isa {self.isa!r} is not one of {', '.join(SUPPORTED_ISAS)}")
         if self.dtype not in SUPPORTED_DTYPES:

@@ -22,5 +22,8 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check pytest ruff expecttest "transformers==5.17.0"
+# Triton compiles GPU packages offline (no GPU needed); pinned to the GPU
+# machine's release so a package built here matches one built there.
+python3 -m pip install -q --disable-pip-version-check "triton==3.6.0"
 echo "setup: building and installing aotc (C++ runtime via CMake + Ninja)"
 python3 -m pip install -q --disable-pip-version-check .

@@ -1,0 +1,212 @@
+"""Offline Triton compilation: TritonKernels to cubin + PTX for a GPU arch,
+with no GPU (triton.compile with GPUTarget("cuda", cc, 32)).
+
+[Note: Triton variants] Each kernel is compiled twice: "aligned", where every
+pointer parameter is declared 16-byte divisible (vectorised loads and
+stores), and "generic", with no such promise. The wrapper picks the aligned
+variant at run time when every pointer it passes is 16-byte aligned (always,
+for buffers the runtime allocates; a view at an odd offset may not be).
+
+Compilation runs in worker processes (python -m aot.build.triton_build): the
+@triton.jit decorator reads its source back from a file, must not see
+TRITON_INTERPRET (the interpreter tests set it), and kernels compile in
+parallel across cores. Each kernel's launch ABI comes from its compile
+metadata, never from assumptions: the number of hidden trailing parameters
+(counted in the PTX entry), dynamic shared memory, warps, CTAs per cluster
+and the scratch Triton asks the launcher for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..codegen.triton.launch import TritonKernel
+
+VARIANTS = ("aligned", "generic")
+
+
+class TritonBuildError(Exception):
+    """Triton failed to compile a kernel; the message names it and keeps
+    Triton's own error."""
+
+
+@dataclass
+class CompiledKernel:
+    """One variant of one kernel, ready to package and launch."""
+
+    name: str  # the TritonKernel's name
+    variant: str  # "aligned" | "generic"
+    symbol: str  # the function name in the cubin
+    cubin: bytes
+    ptx: str
+    num_warps: int
+    num_ctas: int
+    shared: int  # dynamic shared memory, bytes
+    params: int  # parameters of the entry in the PTX, hidden ones included
+    global_scratch_size: int  # bytes per program (0: none)
+    global_scratch_align: int
+    profile_scratch_size: int
+    profile_scratch_align: int
+    triton_version: str
+
+    def hidden_params(self, explicit: int) -> int:
+        """How many trailing parameters Triton added after the |explicit|
+        ones (scratch pointers): the launcher passes them."""
+        return self.params - explicit
+
+    def metadata(self) -> dict[str, object]:
+        out = asdict(self)
+        del out["cubin"], out["ptx"]
+        return out
+
+
+def arch_number(arch: str) -> int:
+    """90 for "sm_90"."""
+    m = re.fullmatch(r"sm_(\d+)", arch)
+    if not m:
+        raise ValueError(f"GPU arch {arch!r} is not of the form sm_NN")
+    return int(m.group(1))
+
+
+def compile_kernels(
+    kernels: Sequence[TritonKernel],
+    arch: str,
+    jobs: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[tuple[str, str], CompiledKernel]:
+    """Compiles every kernel in both variants for |arch|, in up to |jobs|
+    worker processes (0: one per CPU). Returns {(name, variant): kernel}.
+    |progress(done, total)| is called as workers finish."""
+    if not kernels:
+        return {}
+    jobs = jobs or os.cpu_count() or 1
+    jobs = max(1, min(jobs, len(kernels)))
+    with tempfile.TemporaryDirectory(prefix="aotc-triton-") as tmp:
+        work = Path(tmp)
+        specs = []
+        for k in kernels:
+            (work / f"{k.name}.py").write_text(k.source)
+            specs.append(
+                {
+                    "name": k.name,
+                    "signature": k.signature(),
+                    "constexprs": k.constexprs,
+                    "pointers": [i for i, a in enumerate(k.args) if a.kind == "pointer"],
+                    "num_warps": k.num_warps,
+                    "num_stages": k.num_stages,
+                }
+            )
+        batches = [specs[i::jobs] for i in range(jobs)]
+        env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+        procs = []
+        for i, batch in enumerate(batches):
+            job = work / f"job{i}.json"
+            job.write_text(json.dumps({"arch": arch, "dir": str(work), "kernels": batch}))
+            cmd = [sys.executable, "-m", "aot.build.triton_build", str(job)]
+            procs.append(
+                subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            )
+        failures = []
+        for done, proc in enumerate(procs, 1):
+            log, _ = proc.communicate()
+            if proc.returncode != 0:
+                failures.append(log.strip())
+            if progress is not None:
+                progress(done, len(procs))
+        if failures:
+            raise TritonBuildError("Triton failed to compile:\n" + "\n".join(failures))
+        out = {}
+        for k in kernels:
+            for variant in VARIANTS:
+                stem = f"{k.name}.{variant}"
+                meta = json.loads((work / f"{stem}.json").read_text())
+                out[(k.name, variant)] = CompiledKernel(
+                    cubin=(work / f"{stem}.cubin").read_bytes(),
+                    ptx=(work / f"{stem}.ptx").read_text(),
+                    **meta,
+                )
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# The worker                                                                   #
+# --------------------------------------------------------------------------- #
+
+
+def _entry_params(ptx: str, symbol: str) -> int:
+    m = re.search(r"\.entry\s+" + re.escape(symbol) + r"\s*\((.*?)\)", ptx, re.S)
+    if not m:
+        raise TritonBuildError(f"{symbol}: no .entry in the PTX")
+    return len(re.findall(r"\.param\s", m.group(1)))
+
+
+def _compile_one(spec: dict, arch: str, work: Path) -> None:
+    import importlib.util
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    name = spec["name"]
+    module_spec = importlib.util.spec_from_file_location(f"aotc_{name}", work / f"{name}.py")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    fn = getattr(module, name)
+    target = GPUTarget("cuda", arch_number(arch), 32)
+    for variant in VARIANTS:
+        attrs = {}
+        if variant == "aligned":
+            attrs = {(i,): [["tt.divisibility", 16]] for i in spec["pointers"]}
+        source = ASTSource(
+            fn=fn, signature=spec["signature"], constexprs=spec["constexprs"], attrs=attrs
+        )
+        options = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
+        try:
+            compiled = triton.compile(source, target=target, options=options)
+        except Exception as e:  # Triton raises CompilationError, RuntimeError, ...
+            raise TritonBuildError(f"{name} ({variant}): {type(e).__name__}: {e}") from e
+        md = compiled.metadata
+        ptx = compiled.asm["ptx"]
+        meta = {
+            "name": name,
+            "variant": variant,
+            "symbol": md.name,
+            "num_warps": md.num_warps,
+            "num_ctas": md.num_ctas,
+            "shared": md.shared,
+            "params": _entry_params(ptx, md.name),
+            "global_scratch_size": getattr(md, "global_scratch_size", 0),
+            "global_scratch_align": getattr(md, "global_scratch_align", 1),
+            "profile_scratch_size": getattr(md, "profile_scratch_size", 0),
+            "profile_scratch_align": getattr(md, "profile_scratch_align", 1),
+            "triton_version": triton.__version__,
+        }
+        stem = f"{name}.{variant}"
+        (work / f"{stem}.cubin").write_bytes(compiled.asm["cubin"])
+        (work / f"{stem}.ptx").write_text(ptx)
+        (work / f"{stem}.json").write_text(json.dumps(meta))
+
+
+def _worker(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    for spec in job["kernels"]:
+        try:
+            _compile_one(spec, job["arch"], Path(job["dir"]))
+        except TritonBuildError as e:
+            print(e, file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1]))
