@@ -65,10 +65,46 @@ class CliError(Exception):
 # --------------------------------------------------------------------------- #
 
 
+def target_options(device: str | None, arch: str | None) -> dict[str, Any]:
+    """ExportOptions' device and arch from --device and --arch: a cuda package
+    without --arch takes the local GPU's arch, and there must be one."""
+    from aot.options import SUPPORTED_ARCHS
+
+    kind = (device or "cpu").split(":")[0]
+    if kind not in ("cpu", "cuda"):
+        raise CliError(f"--device {device}: expected cpu or cuda")
+    if kind == "cpu":
+        if arch is not None:
+            raise CliError("--arch is for --device cuda")
+        return {"device": "cpu", "arch": None}
+    if arch is None:
+        arch = local_gpu_arch(device)
+        if arch is None:
+            raise CliError(
+                "--device cuda needs --arch (e.g. --arch sm_90): there is no GPU here to read "
+                "it from"
+            )
+    if arch not in SUPPORTED_ARCHS:
+        raise CliError(f"--arch {arch}: expected one of {', '.join(SUPPORTED_ARCHS)}")
+    return {"device": "cuda", "arch": arch}
+
+
+def local_gpu_arch(device: str | None) -> str | None:
+    """ "sm_90" for the GPU |device| names ("cuda", "cuda:1") when torch sees it."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    index = int(device.split(":")[1]) if device and ":" in device else 0
+    major, minor = torch.cuda.get_device_capability(index)
+    return f"sm_{major}{minor}"
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from aot.options import ExportOptions
 
     options = ExportOptions(
+        **target_options(args.device, args.arch),
         isa=args.isa,
         dtype=args.dtype,
         compress=args.compress,
@@ -76,6 +112,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         cache_key_tag=args.cache_key_tag,
     )
     from aot.build import BuildError
+    from aot.build.triton_build import TritonBuildError
+    from aot.codegen.triton.launch import TritonCodegenError
     from aot.export import export_model
     from aot.frontend import FrontendError
     from aot.lowering import UnsupportedOpError
@@ -91,7 +129,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             cache=None if args.no_cache else "env",
             stats_json=Path(args.stats_json) if args.stats_json else None,
         )
-    except (FrontendError, UnsupportedOpError, LoweringError, BuildError) as e:
+    except (
+        FrontendError,
+        UnsupportedOpError,
+        LoweringError,
+        BuildError,
+        TritonCodegenError,
+        TritonBuildError,
+    ) as e:
         if args.verbose:
             import traceback
 
@@ -368,8 +413,6 @@ def _time_runs(model: Any, inputs: list[Any], outputs: Sequence[Any], args: Any)
 # check                                                                        #
 # --------------------------------------------------------------------------- #
 
-CUDA_NOT_SUPPORTED = "--device cuda is not supported yet (the GPU backend is a later milestone)"
-
 
 def random_like(value: Any, generator: Any) -> Any:
     """A fresh random input shaped like example |value| (a pytree): floats
@@ -396,10 +439,7 @@ def random_like(value: Any, generator: Any) -> Any:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    if args.device and args.device.split(":")[0] == "cuda":
-        raise CliError(CUDA_NOT_SUPPORTED)
-    if args.device not in (None, "cpu"):
-        raise CliError(f"--device {args.device}: expected cpu or cuda")
+    target = target_options(args.device, args.arch)
     if args.runs < 1:
         raise CliError("--runs must be at least 1")
     import copy
@@ -411,6 +451,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from aot import runtime
     from aot.build import BuildError, Progress
+    from aot.build.triton_build import TritonBuildError
+    from aot.codegen.triton.launch import TritonCodegenError
     from aot.export import compile_exported
     from aot.frontend import FrontendError, run_frontend
     from aot.lowering import UnsupportedOpError
@@ -420,7 +462,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.runtime_library:
         runtime.set_library_path(args.runtime_library)
-    options = ExportOptions(isa=args.isa, dtype=args.dtype)
+    options = ExportOptions(**target, isa=args.isa, dtype=args.dtype)
+    run_device = args.device or "cpu"
     work = Path(tempfile.mkdtemp(prefix="aotc-check-"))
     try:
         try:
@@ -429,12 +472,20 @@ def cmd_check(args: argparse.Namespace) -> int:
             # compiler does to the module can change it.
             module, examples = copy.deepcopy(exported.module), exported.example_inputs
             package = compile_exported(exported, work / "model.pt2", Progress(quiet=True))
-        except (FrontendError, UnsupportedOpError, LoweringError, BuildError) as e:
+        except (
+            FrontendError,
+            UnsupportedOpError,
+            LoweringError,
+            BuildError,
+            TritonCodegenError,
+            TritonBuildError,
+        ) as e:
             raise CliError(str(e)) from e
-        compiled = AOTCRunnerUtil.load(str(package), device="cpu")
+        compiled = AOTCRunnerUtil.load(str(package), device=run_device)
         print(
-            f"checking {args.model} on cpu (dtype {args.dtype or 'as is'}, isa {args.isa}, "
-            f"{args.runs} run(s) of random inputs, seed {args.seed})"
+            f"checking {args.model} on {run_device} (dtype {args.dtype or 'as is'}, "
+            f"{options.arch or 'isa ' + args.isa}, {args.runs} run(s) of random inputs, "
+            f"seed {args.seed})"
         )
         generator = torch.Generator().manual_seed(args.seed)
         passed = True
@@ -442,7 +493,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             inputs = random_like(examples, generator)
             with torch.no_grad():
                 expected = copy.deepcopy(module)(*copy.deepcopy(inputs))
-            actual = compiled(*inputs)
+            if run_device != "cpu":  # eager ran on CPU; compare there
+                on_device = pytree.tree_map_only(torch.Tensor, lambda t: t.to(run_device), inputs)
+                actual = pytree.tree_map_only(torch.Tensor, torch.Tensor.cpu, compiled(*on_device))
+            else:
+                actual = compiled(*inputs)
             print(f"run {run + 1}/{args.runs}:")
             passed = _check_table(actual, expected, args, pytree) and passed
     finally:
@@ -521,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="compile a model file (model.py) into a .pt2 package")
     s.add_argument("model", metavar="MODEL.py", help="defines get_model() and get_example_inputs()")
     s.add_argument("-o", "--output", required=True, metavar="OUT.pt2", help="package to write")
+    s.add_argument("--device", help='"cpu" (default) or "cuda": a GPU package of Triton cubins')
+    s.add_argument(
+        "--arch",
+        help="GPU arch of a cuda package, e.g. sm_90 (default: the local GPU's; required "
+        "where there is none)",
+    )
     s.add_argument(
         "--isa",
         default=ExportOptions.isa,
@@ -619,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--rtol", type=float, help="relative tolerance, float outputs (default: per dtype)"
     )
-    s.add_argument("--device", help='"cpu" (default); "cuda" is not supported yet')
+    s.add_argument("--device", help='"cpu" (default), "cuda", "cuda:N"')
+    s.add_argument("--arch", help="GPU arch for --device cuda (default: that GPU's)")
     s.add_argument(
         "--runtime-library",
         metavar="SO",

@@ -98,12 +98,22 @@ def compile_exported(
     traces = None
     if options.provenance:
         with progress.stage("provenance"):
-            traces = trace_kernels(exported, plan, debug_handles(plan))
-    # Codegen: C++ loop kernels, extern calls and the wrapper (model.cc).
-    with progress.stage("codegen"):
-        sources = generate_code(plan, options.isa, error_locations(traces) if traces else None)
-        tree = source_tree(sources, options.isa)
-        extra = provenance_files(exported, traces, sources) if traces is not None else {}
+            traces = trace_kernels(exported, plan, debug_handles(plan), device=options.device)
+    locations = error_locations(traces) if traces else None
+    kernels: list[dict[str, Any]] = []
+    code_files: dict[str, str] = {}
+    if options.device == "cuda":
+        sources, kernels, code_files = _cuda_codegen(plan, options, progress, cache, locations)
+    else:
+        # Codegen: C++ loop kernels, extern calls and the wrapper (model.cc).
+        with progress.stage("codegen"):
+            sources = generate_code(plan, options.isa, locations)
+    # A cuda library is host code only: baseline x86-64 is plenty.
+    isa = options.isa if options.device == "cpu" else "x86-64"
+    tree = source_tree(sources, isa, device=options.device)
+    extra = {}
+    if traces is not None:
+        extra = provenance_files(exported, traces, sources, code_files)
     work, keep = Path(tempfile.mkdtemp(prefix="aotc-build-")), False
     try:
         # Build: CMake + Ninja -> model.so, or the compile cache's copy.
@@ -131,6 +141,7 @@ def compile_exported(
             metadata=metadata,
             files=extra,
             costs=cost_records(plan, debug_handles(plan)),
+            kernels=kernels,
         )
     progress.done()
     return output
@@ -227,11 +238,13 @@ def write_package(
     metadata: Mapping[str, Any] | None = None,
     files: Mapping[str, bytes] | None = None,
     costs: Sequence[Mapping[str, Any]] = (),
+    kernels: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Writes the package |output|: |library| (model.so) for |graph|, its
     constants, the samples (kept only when they match the graph's inputs and
     outputs), the source |tree| under src/ and the model folder's other
-    |files| (provenance), and each kernel's |costs| in the manifest."""
+    |files| (provenance), each kernel's |costs| in the manifest and, for a
+    cuda package, its |kernels| (cubins and PTX, with their records)."""
     import packager
 
     inputs = [_spec(n, b) for n, b in zip(graph.input_names, graph.inputs, strict=True)]
@@ -247,7 +260,7 @@ def write_package(
             library=library,
             inputs=inputs,
             outputs=outputs,
-            target={"device": "cpu", "isa": options.isa, "arch": None, "min_driver": 0},
+            target=_target(options),
             abi={"major": 1, "minor": 0},
             constants=[_constant(c) for c in graph.constants],
             samples_inputs=[_sample(t) for t in sample_inputs] if samples_ok else [],
@@ -256,8 +269,80 @@ def write_package(
             producer={"torch": torch.__version__},
             metadata=meta,
             costs=costs,
+            kernels=kernels,
         )
     return Path(output)
+
+
+# The CUDA driver a GPU package needs, as cuDriverGetVersion: 12.0, the first
+# whose PTX ISA (8.0) covers what Triton 3.x emits for sm_90.
+MIN_CUDA_DRIVER = 12000
+
+
+def _target(options: ExportOptions) -> dict[str, Any]:
+    if options.device == "cuda":
+        return {"device": "cuda", "isa": None, "arch": options.arch, "min_driver": MIN_CUDA_DRIVER}
+    return {"device": "cpu", "isa": options.isa, "arch": None, "min_driver": 0}
+
+
+def _cuda_codegen(
+    plan: Any,
+    options: ExportOptions,
+    progress: Progress,
+    cache: CompileCache | None,
+    locations: Mapping[str, str] | None,
+) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, str]]:
+    """The GPU package's codegen: Triton kernels, compiled offline for
+    options.arch (through the compile cache), and the CUDA wrapper. Returns
+    the sources (model.cc, then each Triton source under triton/), the
+    package's kernel records and, per debug handle, the file of its first
+    Triton kernel (provenance)."""
+    from .build.cached_build import key_salt
+    from .build.triton_build import compile_kernels_cached
+    from .codegen.triton.generate import generate_triton
+    from .codegen.wrapper.cpp_wrapper import debug_handles
+    from .codegen.wrapper.cuda_wrapper import generate_cuda_model, kernel_entries
+
+    handles = debug_handles(plan)
+    with progress.stage("codegen"):
+        launches = generate_triton(plan, handles)
+    flat = [k for group in launches for k in group]
+    with progress.stage("triton"):
+        compiled, hit = compile_kernels_cached(
+            flat, options.arch, key_salt(options), cache, options.build_jobs
+        )
+    progress.counters["triton_cache_hits" if hit else "triton_cache_misses"] = 1
+    with progress.stage("wrapper"):
+        model = generate_cuda_model(
+            plan, launches, compiled, handles, options.arch, MIN_CUDA_DRIVER, locations
+        )
+    sources = {"model.cc": model, **{f"triton/{k.name}.py": k.source for k in flat}}
+    records = []
+    for group, handle in zip(launches, handles, strict=True):
+        for k in group:
+            for (name, variant), c in compiled.items():
+                if name != k.name:
+                    continue
+                cubin, ptx = kernel_entries(name, variant)
+                meta = c.metadata()
+                for entry, data in ((cubin, c.cubin), (ptx, c.ptx.encode())):
+                    records.append(
+                        {
+                            "name": f"{name}.{variant}",
+                            "entry": entry,
+                            "debug_handle": handle,
+                            "data": data,
+                            "launch": {
+                                key: meta[key]
+                                for key in ("symbol", "num_warps", "num_ctas", "shared", "params")
+                            },
+                        }
+                    )
+    code_files = {}
+    for group, handle in zip(launches, handles, strict=True):
+        if group:
+            code_files[handle] = f"src/triton/{group[0].name}.py"
+    return sources, records, code_files
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -285,13 +285,23 @@ def error_locations(traces: Sequence[KernelTrace]) -> dict[str, str]:
 
 
 def provenance_files(
-    exported: ExportedModel, traces: Sequence[KernelTrace], sources: Mapping[str, str]
+    exported: ExportedModel,
+    traces: Sequence[KernelTrace],
+    sources: Mapping[str, str],
+    code_files: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """The provenance entries of the model folder: kernel_information.json,
     provenance/node_mappings.json, both graphs as text and the user sources.
     |sources| are the generated files ({"model.cc": ..., "kernels_0.cc": ...},
-    stored under src/)."""
+    stored under src/). |code_files| maps a debug handle to the whole file
+    holding its code (a GPU kernel's Triton source, "src/triton/k.py")."""
     _locate_code(traces, sources)
+    for trace in traces:
+        path = (code_files or {}).get(trace.handle)
+        name = path.removeprefix("src/") if path else None
+        if name in sources:
+            last = max(1, len(sources[name].splitlines()))
+            trace.code = {"file": path, "first_line": 1, "last_line": last}
     files = {
         KERNEL_INFORMATION: _json(kernel_information(traces)),
         NODE_MAPPINGS: _json(node_mappings(exported, traces)),

@@ -301,9 +301,11 @@ class AOTCRunnerUtil:
         example_kwargs: dict[str, Any] | None = None,
     ) -> str:
         """Compiles |model| into a package in a new temporary directory and
-        returns its path (the caller may delete the directory)."""
+        returns its path (the caller may delete the directory). A model or
+        inputs on a GPU are captured from CPU copies ([Note: CPU capture])."""
         from .export import compile_module
 
+        model, example_inputs, example_kwargs = _on_cpu(model, example_inputs, example_kwargs)
         inputs, names = bind_inputs(model, example_inputs, example_kwargs)
         dynamic_shapes = _bind_dynamic_shapes(model, example_inputs, example_kwargs, dynamic_shapes)
         record = structure.input_record(inputs, names)
@@ -389,7 +391,8 @@ class AOTCRunnerUtil:
             copy.deepcopy(example_kwargs) or None,
         )  # fmt: skip
         try:
-            fn = AOTCRunnerUtil.load(path)
+            device = "cuda" if options is not None and options.device == "cuda" else None
+            fn = AOTCRunnerUtil.load(path, device=device)
             return [
                 fn(*args, **kwargs)
                 for args, kwargs in zip(list_example_inputs, kw_list, strict=True)
@@ -397,6 +400,22 @@ class AOTCRunnerUtil:
         finally:
             # The runtime keeps the package mapped; the file itself can go.
             shutil.rmtree(Path(path).parent, ignore_errors=True)
+
+
+def _on_cpu(
+    model: torch.nn.Module, inputs: Sequence[Any], kwargs: dict[str, Any] | None
+) -> tuple[torch.nn.Module, Sequence[Any], dict[str, Any] | None]:
+    """|model|, |inputs| and |kwargs| as they are when all on CPU, else CPU copies."""
+    tensors = [*model.parameters(), *model.buffers()]
+    tensors += [t for t in pytree.tree_leaves((inputs, kwargs)) if isinstance(t, torch.Tensor)]
+    if all(t.device.type == "cpu" for t in tensors):
+        return model, inputs, kwargs
+
+    def to_cpu(t: Any) -> Any:
+        return t.cpu() if isinstance(t, torch.Tensor) else t
+
+    model = copy.deepcopy(model).cpu()
+    return model, pytree.tree_map(to_cpu, tuple(inputs)), pytree.tree_map(to_cpu, kwargs)
 
 
 # --------------------------------------------------------------------------- #

@@ -373,12 +373,24 @@ def test_check_errors_exit_2(native_build, tmp_path, capsys):
     assert main(["check", str(tmp_path / "missing.py")]) == 2
     assert "missing.py does not exist" in capsys.readouterr().err
     mlp = str(REPO_ROOT / "examples" / "mlp.py")
-    assert main(["check", mlp, "--device", "cuda"]) == 2
-    assert capsys.readouterr().err == (
-        "aotc: error: --device cuda is not supported yet (the GPU backend is a later milestone)\n"
-    )
+    if not _has_gpu():
+        assert main(["check", mlp, "--device", "cuda"]) == 2
+        assert capsys.readouterr().err == (
+            "aotc: error: --device cuda needs --arch (e.g. --arch sm_90): there is no GPU here "
+            "to read it from\n"
+        )
+    assert main(["check", mlp, "--device", "cpu", "--arch", "sm_90"]) == 2
+    assert "--arch is for --device cuda" in capsys.readouterr().err
+    assert main(["check", mlp, "--device", "cuda", "--arch", "sm_42"]) == 2
+    assert "--arch sm_42: expected one of sm_80" in capsys.readouterr().err
     assert main(["check", mlp, "--device", "tpu"]) == 2
     assert main(["check", mlp, "--runs", "0"]) == 2
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def test_check_random_inputs_follow_the_examples():

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
-KINDS = ("libraries", "objects")
+KINDS = ("libraries", "objects", "triton")
 
 _MAGIC = b"AOTC-CACHE"
 _VERSION = b"1"

@@ -103,9 +103,10 @@ def model_abi_header() -> Path:
     )
 
 
-def support_headers() -> list[Path]:
-    """The aotc_cpu*.h headers that exist in this checkout, sorted."""
-    return sorted(SUPPORT_HEADER_DIR.glob("aotc_cpu*.h"))
+def support_headers(device: str = "cpu") -> list[Path]:
+    """The support headers of a |device| library, sorted: aotc_cpu*.h, or
+    aotc_cuda.h (host code around the cubins)."""
+    return sorted(SUPPORT_HEADER_DIR.glob("aotc_cuda.h" if device == "cuda" else "aotc_cpu*.h"))
 
 
 def cmake_lists(sources: list[str], isa: str) -> str:
@@ -117,17 +118,19 @@ def cmake_lists(sources: list[str], isa: str) -> str:
     )
 
 
-def source_tree(sources: Mapping[str, str], isa: str) -> dict[str, bytes]:
+def source_tree(sources: Mapping[str, str], isa: str, device: str = "cpu") -> dict[str, bytes]:
     """Every file of the project, relative to src/: the generated |sources|
-    ({"model.cc": ..., "kernels_0.cc": ...}), CMakeLists.txt, the version
-    script and the headers. Deterministic: same inputs, same bytes."""
+    ({"model.cc": ..., "kernels_0.cc": ...}; a cuda package's Triton sources
+    under triton/ ride along, uncompiled), CMakeLists.txt, the version script
+    and the |device|'s support headers. Deterministic: same inputs, same
+    bytes."""
     files: dict[str, bytes] = {}
     for name in sorted(sources, key=lambda n: (n != "model.cc", n)):
         files[name] = sources[name].encode("utf-8")
     compiled = [n for n in files if n.endswith(".cc")]
     files["CMakeLists.txt"] = cmake_lists(compiled, isa).encode()
     files["model_library.map"] = version_script().encode()
-    for header in support_headers():
+    for header in support_headers(device):
         files[f"include/{header.name}"] = header.read_bytes()
     files["include/aotc/model_abi.h"] = model_abi_header().read_bytes()
     return files

@@ -18,13 +18,14 @@ and the scratch Triton asks the launcher for.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,6 +137,53 @@ def compile_kernels(
                     **meta,
                 )
         return out
+
+
+def compile_kernels_cached(
+    kernels: Sequence[TritonKernel],
+    arch: str,
+    salt: str,
+    cache: object | None,
+    jobs: int = 0,
+) -> tuple[dict[tuple[str, str], CompiledKernel], bool]:
+    """compile_kernels through the compile cache (a CompileCache or None),
+    keyed by every kernel's source, signature, constexprs and launch options,
+    |arch| and |salt| (the aotc/torch/triton versions and export options).
+    Returns (kernels, whether the cache had them)."""
+    from .cache import cache_key
+
+    parts: list[str | bytes] = ["triton", salt, arch]
+    for k in kernels:
+        parts += [k.name, k.source, json.dumps([k.signature(), k.constexprs])]
+        parts.append(f"{k.num_warps}/{k.num_stages}")
+    key = cache_key(*parts)
+    if cache is not None:
+        blob = cache.get("triton", key)
+        if blob is not None:
+            return _decode(blob), True
+    out = compile_kernels(kernels, arch, jobs)
+    if cache is not None:
+        cache.put("triton", key, _encode(out))
+    return out, False
+
+
+def _encode(kernels: Mapping[tuple[str, str], CompiledKernel]) -> bytes:
+    records = []
+    for c in kernels.values():
+        record = c.metadata()
+        record["cubin"] = base64.b64encode(c.cubin).decode()
+        record["ptx"] = c.ptx
+        records.append(record)
+    return json.dumps(records).encode()
+
+
+def _decode(blob: bytes) -> dict[tuple[str, str], CompiledKernel]:
+    out = {}
+    for record in json.loads(blob):
+        record["cubin"] = base64.b64decode(record["cubin"])
+        c = CompiledKernel(**record)
+        out[(c.name, c.variant)] = c
+    return out
 
 
 # --------------------------------------------------------------------------- #
