@@ -102,8 +102,11 @@ def compile_exported(
     locations = error_locations(traces) if traces else None
     kernels: list[dict[str, Any]] = []
     code_files: dict[str, str] = {}
+    min_driver = 0
     if options.device == "cuda":
-        sources, kernels, code_files = _cuda_codegen(plan, options, progress, cache, locations)
+        sources, kernels, code_files, min_driver = _cuda_codegen(
+            plan, options, progress, cache, locations
+        )
     else:
         # Codegen: C++ loop kernels, extern calls and the wrapper (model.cc).
         with progress.stage("codegen"):
@@ -142,6 +145,7 @@ def compile_exported(
             files=extra,
             costs=cost_records(plan, debug_handles(plan)),
             kernels=kernels,
+            min_driver=min_driver,
         )
     progress.done()
     return output
@@ -239,12 +243,14 @@ def write_package(
     files: Mapping[str, bytes] | None = None,
     costs: Sequence[Mapping[str, Any]] = (),
     kernels: Sequence[Mapping[str, Any]] = (),
+    min_driver: int = 0,
 ) -> Path:
     """Writes the package |output|: |library| (model.so) for |graph|, its
     constants, the samples (kept only when they match the graph's inputs and
     outputs), the source |tree| under src/ and the model folder's other
     |files| (provenance), each kernel's |costs| in the manifest and, for a
-    cuda package, its |kernels| (cubins and PTX, with their records)."""
+    cuda package, its |kernels| (cubins and PTX, with their records) and the
+    CUDA driver they need (|min_driver|, as cuDriverGetVersion)."""
     import packager
 
     inputs = [_spec(n, b) for n, b in zip(graph.input_names, graph.inputs, strict=True)]
@@ -260,7 +266,7 @@ def write_package(
             library=library,
             inputs=inputs,
             outputs=outputs,
-            target=_target(options),
+            target=_target(options, min_driver),
             abi={"major": 1, "minor": 0},
             constants=[_constant(c) for c in graph.constants],
             samples_inputs=[_sample(t) for t in sample_inputs] if samples_ok else [],
@@ -274,14 +280,9 @@ def write_package(
     return Path(output)
 
 
-# The CUDA driver a GPU package needs, as cuDriverGetVersion: 12.0, the first
-# whose PTX ISA (8.0) covers what Triton 3.x emits for sm_90.
-MIN_CUDA_DRIVER = 12000
-
-
-def _target(options: ExportOptions) -> dict[str, Any]:
+def _target(options: ExportOptions, min_driver: int) -> dict[str, Any]:
     if options.device == "cuda":
-        return {"device": "cuda", "isa": None, "arch": options.arch, "min_driver": MIN_CUDA_DRIVER}
+        return {"device": "cuda", "isa": None, "arch": options.arch, "min_driver": min_driver}
     return {"device": "cpu", "isa": options.isa, "arch": None, "min_driver": 0}
 
 
@@ -291,14 +292,14 @@ def _cuda_codegen(
     progress: Progress,
     cache: CompileCache | None,
     locations: Mapping[str, str] | None,
-) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, str]]:
+) -> tuple[dict[str, str], list[dict[str, Any]], dict[str, str], int]:
     """The GPU package's codegen: Triton kernels, compiled offline for
     options.arch (through the compile cache), and the CUDA wrapper. Returns
     the sources (model.cc, then each Triton source under triton/), the
-    package's kernel records and, per debug handle, the file of its first
-    Triton kernel (provenance)."""
+    package's kernel records, per debug handle the file of its first Triton
+    kernel (provenance), and the CUDA driver the kernels need."""
     from .build.cached_build import key_salt
-    from .build.triton_build import compile_kernels_cached
+    from .build.triton_build import compile_kernels_cached, min_driver_version
     from .codegen.triton.generate import generate_triton
     from .codegen.wrapper.cpp_wrapper import debug_handles
     from .codegen.wrapper.cuda_wrapper import generate_cuda_model, kernel_entries
@@ -312,9 +313,10 @@ def _cuda_codegen(
             flat, options.arch, key_salt(options), cache, options.build_jobs
         )
     progress.counters["triton_cache_hits" if hit else "triton_cache_misses"] = 1
+    min_driver = min_driver_version(list(compiled.values()))
     with progress.stage("wrapper"):
         model = generate_cuda_model(
-            plan, launches, compiled, handles, options.arch, MIN_CUDA_DRIVER, locations
+            plan, launches, compiled, handles, options.arch, min_driver, locations
         )
     sources = {"model.cc": model, **{f"triton/{k.name}.py": k.source for k in flat}}
     records = []
@@ -342,7 +344,7 @@ def _cuda_codegen(
     for group, handle in zip(launches, handles, strict=True):
         if group:
             code_files[handle] = f"src/triton/{group[0].name}.py"
-    return sources, records, code_files
+    return sources, records, code_files, min_driver
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

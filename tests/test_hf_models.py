@@ -26,6 +26,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from aot.testing import AOTCRunnerUtil, assert_close_to_eager  # noqa: E402
+from tests.devices import export_options, on_test_device  # noqa: E402
 
 VOCAB = 128
 BATCH, SEQ = 2, 16
@@ -111,7 +112,7 @@ def _check(name: str, dtype: torch.dtype, dynamic: bool = False) -> None:
     are dynamic dims and the fresh inputs take other sizes."""
     build, names, make_inputs = MODELS[name]
     torch.manual_seed(0)  # the random weights
-    model = _Keywords(build(), names).to(dtype).eval()
+    model = on_test_device(_Keywords(build(), names).to(dtype).eval())
     generator = torch.Generator().manual_seed(1234)
 
     def inputs(batch: int, seq: int) -> tuple[torch.Tensor, ...]:
@@ -128,8 +129,10 @@ def _check(name: str, dtype: torch.dtype, dynamic: bool = False) -> None:
         dynamic_shapes = {"inputs": tuple(dims for _ in names)}  # _Keywords's *inputs
     else:
         sizes = [(BATCH, SEQ)] * (1 + FRESH_INPUTS)
-    trials = [inputs(*size) for size in sizes]  # trials[0] is the export example
-    actuals = AOTCRunnerUtil.run_multiple(model, trials, dynamic_shapes=dynamic_shapes)
+    trials = on_test_device([inputs(*size) for size in sizes])  # [0]: the export example
+    actuals = AOTCRunnerUtil.run_multiple(
+        model, trials, export_options(), dynamic_shapes=dynamic_shapes
+    )
     for i, (args, actual) in enumerate(zip(trials, actuals, strict=True)):
         with torch.no_grad():
             expected = model(*args)

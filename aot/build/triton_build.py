@@ -7,7 +7,7 @@ stores), and "generic", with no such promise. The wrapper picks the aligned
 variant at run time when every pointer it passes is 16-byte aligned (always,
 for buffers the runtime allocates; a view at an odd offset may not be).
 
-Compilation runs in worker processes (python -m aot.build.triton_build): the
+Compilation runs in worker processes (triton_worker.py, run as a script): the
 @triton.jit decorator reads its source back from a file, must not see
 TRITON_INTERPRET (the interpreter tests set it), and kernels compile in
 parallel across cores. Each kernel's launch ABI comes from its compile
@@ -30,13 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..codegen.triton.launch import TritonKernel
-
-VARIANTS = ("aligned", "generic")
-
-
-class TritonBuildError(Exception):
-    """Triton failed to compile a kernel; the message names it and keeps
-    Triton's own error."""
+from .triton_worker import VARIANTS, TritonBuildError
 
 
 @dataclass
@@ -69,12 +63,29 @@ class CompiledKernel:
         return out
 
 
-def arch_number(arch: str) -> int:
-    """90 for "sm_90"."""
-    m = re.fullmatch(r"sm_(\d+)", arch)
-    if not m:
-        raise ValueError(f"GPU arch {arch!r} is not of the form sm_NN")
-    return int(m.group(1))
+# PTX ISA version -> the first CUDA driver that loads it (cuDriverGetVersion).
+_PTX_DRIVERS = {
+    (8, 0): 12000, (8, 1): 12010, (8, 2): 12020, (8, 3): 12030, (8, 4): 12040,
+    (8, 5): 12050, (8, 6): 12070, (8, 7): 12080, (8, 8): 12090, (9, 0): 13000,
+}  # fmt: skip
+
+
+def min_driver_version(kernels: Sequence[CompiledKernel]) -> int:
+    """The oldest CUDA driver that can load every kernel's PTX (and so its
+    cubin, which the same toolchain produced): from the PTX ".version"."""
+    need = 0
+    for k in kernels:
+        m = re.search(r"^\.version (\d+)\.(\d+)", k.ptx, re.M)
+        if not m:
+            raise TritonBuildError(f"{k.name}: no .version in its PTX")
+        version = (int(m.group(1)), int(m.group(2)))
+        known = [v for v in _PTX_DRIVERS if v <= version]
+        if version > max(_PTX_DRIVERS) or not known:
+            raise TritonBuildError(
+                f"{k.name}: PTX ISA {version[0]}.{version[1]} is unknown to aotc"
+            )
+        need = max(need, _PTX_DRIVERS[max(known)])
+    return need
 
 
 def compile_kernels(
@@ -111,7 +122,7 @@ def compile_kernels(
         for i, batch in enumerate(batches):
             job = work / f"job{i}.json"
             job.write_text(json.dumps({"arch": arch, "dir": str(work), "kernels": batch}))
-            cmd = [sys.executable, "-m", "aot.build.triton_build", str(job)]
+            cmd = [sys.executable, str(Path(__file__).with_name("triton_worker.py")), str(job)]
             procs.append(
                 subprocess.Popen(
                     cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -184,77 +195,3 @@ def _decode(blob: bytes) -> dict[tuple[str, str], CompiledKernel]:
         c = CompiledKernel(**record)
         out[(c.name, c.variant)] = c
     return out
-
-
-# --------------------------------------------------------------------------- #
-# The worker                                                                   #
-# --------------------------------------------------------------------------- #
-
-
-def _entry_params(ptx: str, symbol: str) -> int:
-    m = re.search(r"\.entry\s+" + re.escape(symbol) + r"\s*\((.*?)\)", ptx, re.S)
-    if not m:
-        raise TritonBuildError(f"{symbol}: no .entry in the PTX")
-    return len(re.findall(r"\.param\s", m.group(1)))
-
-
-def _compile_one(spec: dict, arch: str, work: Path) -> None:
-    import importlib.util
-
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    name = spec["name"]
-    module_spec = importlib.util.spec_from_file_location(f"aotc_{name}", work / f"{name}.py")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    fn = getattr(module, name)
-    target = GPUTarget("cuda", arch_number(arch), 32)
-    for variant in VARIANTS:
-        attrs = {}
-        if variant == "aligned":
-            attrs = {(i,): [["tt.divisibility", 16]] for i in spec["pointers"]}
-        source = ASTSource(
-            fn=fn, signature=spec["signature"], constexprs=spec["constexprs"], attrs=attrs
-        )
-        options = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
-        try:
-            compiled = triton.compile(source, target=target, options=options)
-        except Exception as e:  # Triton raises CompilationError, RuntimeError, ...
-            raise TritonBuildError(f"{name} ({variant}): {type(e).__name__}: {e}") from e
-        md = compiled.metadata
-        ptx = compiled.asm["ptx"]
-        meta = {
-            "name": name,
-            "variant": variant,
-            "symbol": md.name,
-            "num_warps": md.num_warps,
-            "num_ctas": md.num_ctas,
-            "shared": md.shared,
-            "params": _entry_params(ptx, md.name),
-            "global_scratch_size": getattr(md, "global_scratch_size", 0),
-            "global_scratch_align": getattr(md, "global_scratch_align", 1),
-            "profile_scratch_size": getattr(md, "profile_scratch_size", 0),
-            "profile_scratch_align": getattr(md, "profile_scratch_align", 1),
-            "triton_version": triton.__version__,
-        }
-        stem = f"{name}.{variant}"
-        (work / f"{stem}.cubin").write_bytes(compiled.asm["cubin"])
-        (work / f"{stem}.ptx").write_text(ptx)
-        (work / f"{stem}.json").write_text(json.dumps(meta))
-
-
-def _worker(job_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
-    for spec in job["kernels"]:
-        try:
-            _compile_one(spec, job["arch"], Path(job["dir"]))
-        except TritonBuildError as e:
-            print(e, file=sys.stderr)
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1]))
