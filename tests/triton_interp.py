@@ -23,6 +23,9 @@ import pytest
 import sympy
 import torch
 
+# Before triton's import: triton.language's own @jit helpers (tl.zeros,
+# tl.cdiv, ...) are made interpretable only when it is set as they are defined.
+os.environ["TRITON_INTERPRET"] = "1"
 triton = pytest.importorskip("triton")
 
 from aot.codegen.triton.context import INDEX_ERRORS  # noqa: E402
