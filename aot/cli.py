@@ -105,6 +105,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     options = ExportOptions(
         **target_options(args.device, args.arch),
+        dynamic=tuple(args.dynamic or ()),
         isa=args.isa,
         dtype=args.dtype,
         compress=args.compress,
@@ -462,7 +463,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.runtime_library:
         runtime.set_library_path(args.runtime_library)
-    options = ExportOptions(**target, isa=args.isa, dtype=args.dtype)
+    options = ExportOptions(
+        **target, isa=args.isa, dtype=args.dtype, dynamic=tuple(args.dynamic or ())
+    )
     run_device = args.device or "cpu"
     work = Path(tempfile.mkdtemp(prefix="aotc-check-"))
     try:
@@ -593,6 +596,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[d for d in SUPPORTED_DTYPES if d],
         help="cast the model and its floating-point inputs before export (default: as is)",
     )
+    s.add_argument(
+        "--dynamic",
+        action="append",
+        metavar="SPEC",
+        help="a dynamic dim, e.g. x:0=batch[1,512], y:0=batch or y:1=2*seq (repeatable; "
+        "replaces get_dynamic_shapes(); example sizes must be >= 2)",
+    )
     s.add_argument("--compress", action="store_true", help="zstd-compress the weights")
     s.add_argument(
         "--stats-json",
@@ -671,6 +681,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--isa", default=ExportOptions.isa, choices=SUPPORTED_ISAS, help="CPU ISA to build for"
+    )
+    s.add_argument(
+        "--dynamic",
+        action="append",
+        metavar="SPEC",
+        help="a dynamic dim, e.g. x:0=batch[1,512], y:0=batch or y:1=2*seq (repeatable; "
+        "replaces get_dynamic_shapes(); example sizes must be >= 2)",
     )
     s.add_argument("--runs", type=int, default=3, help="random input sets (default 3)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")

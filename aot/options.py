@@ -31,6 +31,9 @@ class ExportOptions:
     model_fn: str = "get_model"
     inputs_fn: str = "get_example_inputs"
     dynamic_shapes_fn: str = "get_dynamic_shapes"
+    # --dynamic specs ([Note: dynamic specs] in aot/frontend/dynamic_spec.py);
+    # when given, they replace the model file's get_dynamic_shapes().
+    dynamic: tuple[str, ...] = ()
     build_jobs: int = 0  # 0: as many as the machine has CPUs
     provenance: bool = True
     # Mixed into every compile cache key: a user's way to keep builds apart

@@ -71,6 +71,10 @@ def load_model_file(path: Path, options: ExportOptions) -> LoadedModel:
         elif options.dynamic_shapes_fn != ExportOptions.dynamic_shapes_fn:
             raise FrontendError(f"{path} does not define {options.dynamic_shapes_fn}()")
     _check_types(path, options, model, inputs, dynamic_shapes)
+    if options.dynamic:
+        from .dynamic_spec import dynamic_shapes_from_specs
+
+        dynamic_shapes = dynamic_shapes_from_specs(options.dynamic, model, inputs)
     return LoadedModel(sanitize_name(path.stem), path, model, inputs, dynamic_shapes)
 
 
