@@ -28,10 +28,57 @@ import torch
 os.environ["TRITON_INTERPRET"] = "1"
 triton = pytest.importorskip("triton")
 
+
+def _index_scalars_of_any_shape() -> None:
+    """Triton 3.6's interpreter makes scalars 1-element arrays (program_id is
+    shape (1,)) and indexes them with int(array), which NumPy >= 2.4 refuses
+    for arrays that are not 0-d: a loop whose bounds derive from program_id
+    (causal attention) would fail. Read the one element instead."""
+    from triton.runtime import interpreter
+
+    patch = interpreter._patch_lang_tensor
+    if getattr(patch, "aotc_index_fix", False):
+        return
+
+    def patched(tensor: Any, scope: Any) -> None:
+        patch(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched.aotc_index_fix = True  # type: ignore[attr-defined]
+    interpreter._patch_lang_tensor = patched
+
+
+_index_scalars_of_any_shape()
+
 from aot.codegen.triton.context import INDEX_ERRORS  # noqa: E402
 from aot.codegen.triton.launch import TritonKernel  # noqa: E402
 from aot.scheduler.schedule import Schedule, Storage  # noqa: E402
 
+
+def _widen_bf16_dots() -> None:
+    """Triton 3.6's interpreter keeps bfloat16 as raw uint16 and its tl.dot
+    multiplies those bits; widen bfloat16 operands to float32 first (exact,
+    and the GPU accumulates bfloat16 dots in float32 too)."""
+    from triton.runtime import interpreter
+
+    builder = interpreter.InterpreterBuilder
+    if getattr(builder, "_aotc_bf16_dot", False):
+        return
+    original = builder.create_dot
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        def widen(x):
+            if x.dtype.scalar != triton.language.bfloat16:
+                return x
+            return self.cast_impl(x, triton.language.float32)
+
+        return original(self, widen(a), widen(b), d, input_precision, max_num_imprecise_acc)
+
+    builder.create_dot = create_dot
+    builder._aotc_bf16_dot = True
+
+
+_widen_bf16_dots()
 _counter = itertools.count()
 _module_dir = Path(tempfile.mkdtemp(prefix="aotc-triton-interp-"))
 
