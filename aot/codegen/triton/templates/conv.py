@@ -206,13 +206,13 @@ def _pixel_coords(outs: list[str], live: list[bool]) -> list[str]:
 
 def _tap_coords(kernel: list[int], live: list[bool]) -> list[str]:
     """ci and the taps kd, kh, kw of reduction indices rk (weight order)."""
-    lines = ["rest = rk"]
+    lines = ["rrest = rk"]
     for d in (2, 1, 0):
         if kernel[d] > 1:
-            lines += [f"k{_DIMS[d]} = rest % {kernel[d]}", f"rest = rest // {kernel[d]}"]
+            lines += [f"k{_DIMS[d]} = rrest % {kernel[d]}", f"rrest = rrest // {kernel[d]}"]
         elif live[d]:
-            lines.append(f"k{_DIMS[d]} = rest * 0")
-    lines.append("ci = rest")
+            lines.append(f"k{_DIMS[d]} = rrest * 0")
+    lines.append("ci = rrest")
     return lines
 
 

@@ -355,8 +355,8 @@ def generate_gemm(
         bias_strides = bias.layout.strides[-2:]
         sbm, sbn_ = (p.size(s, f"stride_bias{d}") for d, s in zip("mn", bias_strides, strict=True))
         body.append(f"bias = tl.load(bias_ptr + ram[:, None] * {sbm} + rbn[None, :] * {sbn_})")
-        scaled = "bias" if beta == 1.0 else f"bias * {float_literal(beta, 'beta')}"
-        body.append(f"acc = acc + {scaled}.to(tl.float32)")
+        scale = "" if beta == 1.0 else f" * {float_literal(beta, 'beta')}"
+        body.append(f"acc = acc + bias.to(tl.float32){scale}")
     body += [
         f"idx = batch * ({M} * {N}) + rm[:, None] * {N} + rn[None, :]",
         f"mask = (rm[:, None] < {M}) & (rn[None, :] < {N})",
