@@ -323,6 +323,13 @@ API CUresult cuStreamSynchronize(void* stream) {
   return kSuccess;
 }
 
+API CUresult cuStreamIsCapturing(void* stream, int* capture) {
+  (void)stream;
+  ENTER("cuStreamIsCapturing");
+  *capture = 0;
+  return kSuccess;
+}
+
 API CUresult cuModuleLoadData(void** module, const void* image) {
   ENTER("cuModuleLoadData");
   const unsigned char* bytes = (const unsigned char*)image;

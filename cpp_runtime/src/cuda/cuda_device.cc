@@ -290,6 +290,12 @@ Status CudaDevice::synchronize(void* stream) {
   return check(driver_->cuStreamSynchronize(stream_of(stream)), "cuStreamSynchronize");
 }
 
+bool CudaDevice::is_capturing(void* stream) const {
+  int capture = 0;
+  if (!enter().ok() || driver_->cuStreamIsCapturing(stream_of(stream), &capture) != 0) return false;
+  return capture != 0;
+}
+
 bool CudaDevice::owns_pointer(const void* ptr) const {
   if (ptr == nullptr || !enter().ok()) return false;
   unsigned memory_type = 0;
@@ -388,7 +394,7 @@ Status CudaDevice::launch(void* function, const uint32_t grid[3], const uint32_t
     }
     return check(result, "cuLaunchKernel", kernel, hint);
   }
-  if (sync_debug_) {
+  if (sync_debug_ && !is_capturing(stream)) {
     // Errors are reported per kernel: wait for this one and name it.
     return check(driver_->cuStreamSynchronize(stream_of(stream)), "kernel execution",
                  kernel + " (sync-debug: cuStreamSynchronize after the launch)");

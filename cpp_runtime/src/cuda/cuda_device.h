@@ -77,6 +77,10 @@ class CudaDevice final {
   Status memcpy_async(void* dst, const void* src, uint64_t bytes, int32_t kind, void* stream);
   Status memset_async(void* dst, int32_t value, uint64_t bytes, void* stream);
   Status synchronize(void* stream);
+  // True while |stream| is being captured into a CUDA graph ([Note: graph
+  // capture] in cuda_host.h): synchronising it then is an error, and a copy
+  // to host memory would be recorded into the graph.
+  bool is_capturing(void* stream) const;
   // True when |ptr| is device memory of this device.
   bool owns_pointer(const void* ptr) const;
 

@@ -76,6 +76,7 @@ Status CudaDriver::resolve_symbols() {
   AOTC_CUDA_SYMBOL(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2")
   AOTC_CUDA_SYMBOL(cuMemsetD8Async, "cuMemsetD8Async")
   AOTC_CUDA_SYMBOL(cuStreamSynchronize, "cuStreamSynchronize")
+  AOTC_CUDA_SYMBOL(cuStreamIsCapturing, "cuStreamIsCapturing")
   AOTC_CUDA_SYMBOL(cuModuleLoadData, "cuModuleLoadData")
   AOTC_CUDA_SYMBOL(cuModuleUnload, "cuModuleUnload")
   AOTC_CUDA_SYMBOL(cuModuleGetFunction, "cuModuleGetFunction")

@@ -157,6 +157,8 @@ class CudaDriver final {
   CUresult (*cuMemsetD8Async)(CUdeviceptr dst, unsigned char value, size_t count,
                               CUstream stream) = nullptr;
   CUresult (*cuStreamSynchronize)(CUstream stream) = nullptr;
+  // |status| is a CUstreamCaptureStatus: 0 none, 1 active, 2 invalidated.
+  CUresult (*cuStreamIsCapturing)(CUstream stream, int* status) = nullptr;
   CUresult (*cuModuleLoadData)(CUmodule* module, const void* image) = nullptr;
   CUresult (*cuModuleUnload)(CUmodule module) = nullptr;
   CUresult (*cuModuleGetFunction)(CUfunction* function, CUmodule module,

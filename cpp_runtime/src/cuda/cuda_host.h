@@ -28,6 +28,16 @@
 // code (kIncompatible -> UNSUPPORTED, kDeviceUnavailable -> DEVICE_ERROR,
 // kNotFound and the rest -> INTERNAL); the message keeps the detail.
 //
+// [Note: graph capture] A run must be safe to capture into a CUDA graph
+// (cudaStreamBeginCapture on the caller's stream, then replays). Launches,
+// memsets and device-to-device copies are captured as they are. The one
+// synchronisation a model library makes, reading its index-check slots back
+// after the last kernel (docs/ABI.md section 12), is skipped while the stream
+// captures: stream_synchronize returns OK without waiting and a copy to host
+// memory is not made, so the slots read as "no error". Inside a graph, a bad
+// index is therefore clamped, not reported; sync-debug mode does not
+// synchronise during capture either.
+//
 // Thread-safety: the trampolines are as thread-safe as CudaDevice (fully).
 #pragma once
 
