@@ -90,6 +90,9 @@ class InterpretedIndexError(RuntimeError):
 def load_kernel(kernel: TritonKernel) -> Any:
     """|kernel|'s @triton.jit function, decorated in interpreter mode."""
     os.environ["TRITON_INTERPRET"] = "1"
+    from aot.codegen.triton.interpreter_libdevice import install
+
+    install()  # libdevice has no interpreter binding of its own
     name = f"aotc_interp_{next(_counter)}_{kernel.name}"
     path = _module_dir / f"{name}.py"
     path.write_text(kernel.source)  # triton.jit reads the source back from the file
