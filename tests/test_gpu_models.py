@@ -144,3 +144,36 @@ def test_example_on_gpu_matches_eager(name, dtype, tmp_path):
     for a, e in zip(actual, expected, strict=True):
         assert_close_to_eager(a, e, None, None)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", ["mlp", "gpt"])  # gpt's embedding has index checks
+def test_runs_replay_from_a_cuda_graph(name, tmp_path):
+    """[Note: graph capture]: a run captured on torch's stream replays with
+    new input values in place."""
+    major, minor = torch.cuda.get_device_capability()
+    options = ExportOptions(device="cuda", arch=f"sm_{major}{minor}")
+    package = export_model(REPO / "examples" / f"{name}.py", tmp_path / "m.pt2", options, True)
+    model = runtime.load(package, device="cuda")
+    eager = load_model_file(REPO / "examples" / f"{name}.py", options).module.cuda()
+    example = load_model_file(REPO / "examples" / f"{name}.py", options).example_inputs[0].cuda()
+    x = example.clone()
+    with torch.no_grad():
+        out = torch.empty_like(eager(x))
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        model.run([x], outputs=[out])  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        model.run([x], outputs=[out])
+    for _ in range(3):
+        if x.is_floating_point():
+            x.copy_(torch.randn_like(x))
+        else:
+            x.copy_(torch.randint_like(x, 0, int(example.max()) + 1))
+        graph.replay()
+        torch.cuda.synchronize()
+        with torch.no_grad():
+            assert_close_to_eager(out, eager(x), None, None)
