@@ -17,7 +17,7 @@ from aot.codegen.triton.templates import TEMPLATES
 from aot.codegen.triton.templates.conv import conv_config
 from aot.codegen.triton.templates.gemm import gemm_config
 from aot.ir.nodes import Buffer, ExternKernel, Layout
-from aot.scheduler.schedule import ExternCall, LoopKernel
+from aot.scheduler.schedule import ExternCall
 
 HAVE_LOOP_KERNELS = importlib.util.find_spec("aot.codegen.triton.loop_kernel") is not None
 needs_loop_kernels = pytest.mark.skipif(
@@ -384,10 +384,8 @@ def test_convolution_bad_groups_refused():
 # -- epilogues made by the scheduler (loop_kernel.generate_epilogue) ---------------------
 
 
-def _only_loop_kernels_fused(plan) -> None:
-    assert not any(isinstance(k, LoopKernel) for k in plan.kernels), [
-        type(k).__name__ for k in plan.kernels
-    ]
+def _fused(plan) -> list[ExternCall]:
+    return [k for k in plan.kernels if isinstance(k, ExternCall) and k.epilogue is not None]
 
 
 @needs_loop_kernels
@@ -420,16 +418,32 @@ def test_scheduler_epilogues(name, module, shapes):
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
     plan, _ = check(m, *(randn(*s) for s in shapes), kinds=("addmm", "mm", "convolution"))
-    assert any(isinstance(k, ExternCall) and k.epilogue is not None for k in plan.kernels)
+    assert len(_fused(plan)) == 1
+
+
+RESIDUALS = {
+    "linear_residual": (lambda lin, conv: lambda x: lin(x) + x, (7, 16), "addmm"),
+    "conv_residual": (lambda lin, conv: lambda x: conv(x) + x, (1, 4, 5, 5), "convolution"),
+    "bmm_scaled": (lambda lin, conv: lambda a, b: torch.bmm(a, b) * 0.5, None, "bmm"),
+}
 
 
 @needs_loop_kernels
-def test_scheduler_epilogue_residuals():
-    lin = torch.nn.Linear(16, 16)
-    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
-    check(lambda x: lin(x) + x, randn(7, 16), kinds=("addmm",))
-    check(lambda x: conv(x) + x, randn(1, 4, 5, 5), kinds=("convolution",))
-    check(lambda a, b: torch.bmm(a, b) * 0.5, randn(2, 5, 8), randn(2, 8, 6), kinds=("bmm",))
+@pytest.mark.parametrize("case", sorted(RESIDUALS))
+def test_scheduler_epilogue_residuals(case):
+    make, shape, kind = RESIDUALS[case]
+    fn = make(torch.nn.Linear(16, 16), torch.nn.Conv2d(4, 4, 3, padding=1))
+    inputs = [randn(*shape)] if shape else [randn(2, 5, 8), randn(2, 8, 6)]
+    plan, _ = check(fn, *inputs, kinds=(kind,))
+    assert [k.node.kind for k in _fused(plan)] == [kind]
+
+
+@needs_loop_kernels
+def test_scheduler_epilogue_bf16_linear_relu():
+    dtype = torch.bfloat16
+    model = torch.nn.Sequential(torch.nn.Linear(24, 20), torch.nn.ReLU()).to(dtype)
+    plan, _ = check(model, randn(6, 24, dtype=dtype), dtype=dtype, kinds=("addmm",))
+    assert len(_fused(plan)) == 1
 
 
 # -- offline compilation -------------------------------------------------------------------

@@ -60,11 +60,23 @@ def conv_config(pixels: int, cout_g: int, reduction: int, dtype: torch.dtype) ->
         if reduction >= candidate:
             block_k = candidate
             break
+    # 64 rows at least: Hopper's wgmma takes 64-row tiles per warp group.
     block_m = 128
-    while block_m > 32 and -(-pixels // block_m) * -(-cout_g // block_n) < SM_COUNT:
+    while block_m > 64 and -(-pixels // block_m) * -(-cout_g // block_n) < SM_COUNT:
         block_m //= 2
     warps = 8 if block_m * block_n >= 128 * 128 else 4
     return GemmConfig(block_m, block_n, block_k, 8, warps, 3 if wide else 2)
+
+
+def _reduction_contiguous(w, kernel: list[int]) -> bool:
+    """Whether weight [C_out, C_in/groups, k...] holds each output channel's
+    reduction (ci, kz, ky, kx) contiguously, in that order."""
+    expected = 1
+    for size, stride in reversed(list(zip(w.layout.sizes[1:], w.layout.strides[1:], strict=True))):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _int(expr: sympy.Expr | int, fallback: int = 1024) -> int:
@@ -173,6 +185,9 @@ def generate_convolution(
         a_offset.append(f"i{name} * {sx[2 + d]}")
         a_mask.append(f"ok_{name}")
         b_offset.append(f"k{name}[:, None] * {sw[2 + d]}")
+    if not transposed and _reduction_contiguous(w, kernel):
+        # Weight element r of a row is at offset r: contiguous loads.
+        b_offset = ["w_base[None, :]", "rk[:, None]"]
     body += [
         f"    a = tl.load(x_ptr + {' + '.join(a_offset)}, mask={' & '.join(a_mask)}, other=0.0)",
         f"    b = tl.load(w_ptr + {' + '.join(b_offset)},"
