@@ -446,6 +446,31 @@ def test_scheduler_epilogue_bf16_linear_relu():
     assert len(_fused(plan)) == 1
 
 
+def test_bmm_broadcast_batch():
+    # The expanded operand is read with batch stride 0.
+    check(
+        lambda a, w: torch.matmul(a, w.expand(3, 8, 6)),
+        randn(3, 5, 8),
+        randn(1, 8, 6),
+        kinds=("bmm",),
+    )
+
+
+@needs_loop_kernels
+def test_convolution_dynamic_batch_and_width():
+    from torch.export import Dim
+
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, stride=2)
+    dynamic = {"args": ({0: Dim("b", min=1, max=8), 3: Dim("w", min=4, max=32)},)}
+    _, launches = check(
+        lambda x: torch.relu(conv(x)),
+        randn(2, 3, 7, 9),
+        dynamic_shapes=dynamic,
+        kinds=("convolution",),
+    )
+    assert any(a.kind == "size" for a in launches[0][0].args)
+
+
 # -- offline compilation -------------------------------------------------------------------
 
 
