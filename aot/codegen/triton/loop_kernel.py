@@ -205,6 +205,7 @@ class _KernelGen:
         self.stored_scalars: dict[str, _Local] = {}
         self._read_cache: dict[str, set[str]] = {}
         self.persistent = True
+        self._tile_open = False  # the persistent tile's lines are emitted
         self.xblock = 1
         self.rblock = 1
         self.num_warps = 4
@@ -341,7 +342,9 @@ class _KernelGen:
             else:
                 self.xblock, self.rblock = 64, 64
         tile = self.xblock * self.rblock
-        self.num_warps = min(8, max(1, tile // 512))
+        # Persistent tiles hold a row in registers: more warps for bigger ones;
+        # looped tiles stream, four to eight warps keep the loads in flight.
+        self.num_warps = min(8, max(1 if self.persistent else 4, tile // 512))
 
     # -- locals ------------------------------------------------------------------
     def _load_local(
@@ -422,7 +425,7 @@ class _KernelGen:
         chunk of the loop."""
         w = self.writer
         if self.persistent:
-            if getattr(self, "_tile_open", False):
+            if self._tile_open:
                 self.ops.domain = self.r_domain
                 return
             self._tile_open = True
