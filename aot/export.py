@@ -158,7 +158,9 @@ def lower(exported: ExportedModel) -> LoweredGraph:
     from .lowering.graph_lowering import LoweringError, lower_graph
 
     try:
-        return lower_graph(exported.program, exported.name, build_registry())
+        return lower_graph(
+            exported.program, exported.name, build_registry(), exported.options.device
+        )
     except (UnsupportedOpError, LoweringError) as e:
         node = _failing_node(exported.program, e)
         if node is not None:

@@ -25,7 +25,10 @@ from ..ir.nodes import (
 
 
 class LoweringContext:
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
+        # The package's device: lowering is device-neutral except for which
+        # dtypes the extern kernels take (extern.kernel_dtypes).
+        self.device = device
         self.nodes: list[ComputedBuffer | ExternKernel] = []
         self._counts: dict[str, int] = {}
         # FX node names of the op being lowered (provenance rides on nodes):

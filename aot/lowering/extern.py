@@ -36,6 +36,13 @@ Expr = sympy.Expr
 Strided = Buffer | ReinterpretView
 
 KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+# The GPU's templates (Triton, tensor cores) also take float16.
+GPU_KERNEL_DTYPES = (*KERNEL_DTYPES, torch.float16)
+
+
+def kernel_dtypes(ctx: LoweringContext) -> tuple[torch.dtype, ...]:
+    """The dtypes GEMM, convolution and attention kernels take on ctx's device."""
+    return GPU_KERNEL_DTYPES if ctx.device == "cuda" else KERNEL_DTYPES
 
 
 def register(registry: LoweringRegistry) -> None:
@@ -66,10 +73,13 @@ def register(registry: LoweringRegistry) -> None:
 # -- helpers ---------------------------------------------------------------------
 
 
-def _kernel_dtype(op: str, *values: Strided) -> torch.dtype:
+def _kernel_dtype(ctx: LoweringContext, op: str, *values: Strided) -> torch.dtype:
     dtype = values[0].dtype
-    if dtype not in KERNEL_DTYPES:
-        raise NotImplementedError(f"{op}: aotc's CPU kernels take float32 or bfloat16, got {dtype}")
+    if dtype not in kernel_dtypes(ctx):
+        raise NotImplementedError(
+            f"{op}: aotc's CPU kernels take float32 or bfloat16, got {dtype} "
+            "(GPU packages, --device cuda, take float16 too)"
+        )
     for value in values[1:]:
         if value.dtype != dtype:
             raise TypeError(f"{op}: operands must share one dtype, got {dtype} and {value.dtype}")
@@ -188,7 +198,7 @@ def _check_positive(op: str, sizes: Sequence[Expr]) -> None:
 
 def lower_mm(ctx: LoweringContext, a: TensorValue, b: TensorValue) -> Buffer:
     ra, rb = ctx.realize(a), ctx.realize(b)
-    dtype = _kernel_dtype("mm", ra, rb)
+    dtype = _kernel_dtype(ctx, "mm", ra, rb)
     m, _ = ra.get_size()
     _, n = rb.get_size()
     (out,) = ctx.extern("mm", [ra, rb], [([m, n], dtype)], {"alpha": 1.0, "beta": 0.0})
@@ -205,13 +215,13 @@ def lower_addmm(
     alpha: float = 1,
 ) -> Buffer:
     ra, rb = ctx.realize(a), ctx.realize(b)
-    dtype = _kernel_dtype("addmm", ra, rb)
+    dtype = _kernel_dtype(ctx, "addmm", ra, rb)
     m, _ = ra.get_size()
     _, n = rb.get_size()
     inputs: list[Strided] = [ra, rb]
     if float(beta) != 0.0:  # beta == 0 ignores the bias, NaN included (as addmm)
         rbias = ctx.realize(bias)
-        _kernel_dtype("addmm", ra, rbias)
+        _kernel_dtype(ctx, "addmm", ra, rbias)
         inputs.append(_broadcast(rbias, [m, n]))
     params = {"alpha": float(alpha), "beta": float(beta)}
     (out,) = ctx.extern("addmm", inputs, [([m, n], dtype)], params)
@@ -220,7 +230,7 @@ def lower_addmm(
 
 def lower_bmm(ctx: LoweringContext, a: TensorValue, b: TensorValue) -> Buffer:
     ra, rb = ctx.realize(a), ctx.realize(b)
-    dtype = _kernel_dtype("bmm", ra, rb)
+    dtype = _kernel_dtype(ctx, "bmm", ra, rb)
     batch, m, _ = ra.get_size()
     _, _, n = rb.get_size()
     (out,) = ctx.extern("bmm", [ra, rb], [([batch, m, n], dtype)], {})
@@ -244,7 +254,7 @@ def lower_convolution(
 ) -> Buffer:
     op = "convolution"
     rx, rw = ctx.realize(x), ctx.realize(weight)
-    dtype = _kernel_dtype(op, rx, rw)
+    dtype = _kernel_dtype(ctx, op, rx, rw)
     rank = len(rx.get_size())
     if rank not in (3, 4, 5):
         raise NotImplementedError(
@@ -275,7 +285,7 @@ def lower_convolution(
     inputs: list[Strided] = [_insert_dims(rx, 2, 3 - dims), _insert_dims(rw, 2, 3 - dims)]
     if bias is not None:
         rbias = ctx.realize(bias)
-        _kernel_dtype(op, rx, rbias)
+        _kernel_dtype(ctx, op, rx, rbias)
         inputs.append(rbias)
     params = {
         "stride": strides,
@@ -312,7 +322,7 @@ def _pool_input(
 ) -> tuple[ReinterpretView, list[Expr]]:
     """|x| realized, as _as_5d."""
     rx = ctx.realize(x)
-    _kernel_dtype(op, rx)
+    _kernel_dtype(ctx, op, rx)
     return _as_5d(op, rx, dims)
 
 
@@ -590,7 +600,7 @@ def _sdpa(
     if attn_mask is not None and is_causal:
         raise ValueError(f"{op}: attn_mask and is_causal cannot both be set")
     q, k, v = ctx.realize(query), ctx.realize(key), ctx.realize(value)
-    dtype = _kernel_dtype(op, q, k, v)
+    dtype = _kernel_dtype(ctx, op, q, k, v)
     rank = len(q.get_size())
     if not 2 <= rank <= 4 or len(k.get_size()) > rank or len(v.get_size()) > rank:
         raise NotImplementedError(f"{op}: query of rank {rank} (aotc supports ranks 2 to 4)")
@@ -611,7 +621,7 @@ def _sdpa(
     inputs: list[Strided] = [as4(q), k4, v4]
     if attn_mask is not None:
         mask = ctx.realize(attn_mask)
-        if mask.dtype not in (torch.bool, *KERNEL_DTYPES):
+        if mask.dtype not in (torch.bool, *kernel_dtypes(ctx)):
             raise TypeError(f"{op}: attn_mask must be bool or floating point, got {mask.dtype}")
         inputs.append(as4(_broadcast(mask, [*lead, q_len, kv_len])))
     params = {

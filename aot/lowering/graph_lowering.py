@@ -75,20 +75,28 @@ class LoweringError(Exception):
 
 
 def lower_graph(
-    program: torch.export.ExportedProgram, name: str, registry: LoweringRegistry
+    program: torch.export.ExportedProgram,
+    name: str,
+    registry: LoweringRegistry,
+    device: str = "cpu",
 ) -> LoweredGraph:
-    """Lowers |program| (decomposed, CPU) into a LoweredGraph named |name|."""
-    return _GraphLowering(program, name, registry).run()
+    """Lowers |program| (decomposed, CPU) into a LoweredGraph named |name| for
+    a package on |device|."""
+    return _GraphLowering(program, name, registry, device).run()
 
 
 class _GraphLowering:
     def __init__(
-        self, program: torch.export.ExportedProgram, name: str, registry: LoweringRegistry
+        self,
+        program: torch.export.ExportedProgram,
+        name: str,
+        registry: LoweringRegistry,
+        device: str = "cpu",
     ) -> None:
         self.program = program
         self.name = name
         self.registry = registry
-        self.ctx = LoweringContext()
+        self.ctx = LoweringContext(device)
         self.env: dict[torch.fx.Node, Any] = {}
         self.mutation_values: set[str] = set()  # set by run()
         self.inputs: list[Buffer] = []
