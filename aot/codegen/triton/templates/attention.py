@@ -36,6 +36,7 @@ import math
 import sympy
 import torch
 
+from ....ir.nodes import ReinterpretView
 from ....ir.symbols import FloorDiv
 from ..context import TritonContext, TritonEpilogue
 from ..launch import TritonArg, TritonCodegenError, TritonKernel
@@ -58,7 +59,8 @@ class KernelSignature:
     def pointer(self, name: str, value: object, dtype: torch.dtype | None = None) -> None:
         """|value| a Buffer or ReinterpretView: its buffer plus the view's offset."""
         layout = value.layout
-        data = getattr(value, "data", value)
+        # A ComputedBuffer has .data too (its loop body): only a view's is a buffer.
+        data = value.data if isinstance(value, ReinterpretView) else value
         self.args.append(
             TritonArg(
                 name,
