@@ -62,6 +62,8 @@ step() {
 want() { [[ ",$steps," == *",$1,"* ]]; }
 
 pytest=(python3 -m pytest -q -p no:cacheprovider -rf)
+# pytest-xdist where installed: exports compile in parallel on the GPU host.
+if python3 -c "import xdist" 2>/dev/null; then pytest+=(-n "${AOTC_CHECK_WORKERS:-8}"); fi
 if want smoke; then step smoke bash scripts/gpu_smoke.sh; fi
 if want examples; then step examples "${pytest[@]}" tests/test_gpu_models.py tests/test_gpu.py; fi
 if want suites; then

@@ -104,6 +104,16 @@ def _configure_and_build(build_dir: Path) -> NativeBuild:
     if shutil.which("cmake") is None or shutil.which("ninja") is None:
         pytest.skip("cmake and ninja are needed for the native build")
     build_dir.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers (scripts/gpu_check.sh uses them) share one build:
+    # the first builds, the others wait on the lock and find it done.
+    import fcntl
+
+    with open(build_dir.parent / f".{build_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _configure_and_build_locked(build_dir)
+
+
+def _configure_and_build_locked(build_dir: Path) -> NativeBuild:
     if not (build_dir / "CMakeCache.txt").is_file():
         ok, log = _run(
             [
