@@ -81,11 +81,12 @@ class MaskedAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=m)
 
 
-class TransposedAttention(nn.Module):
-    """q, k, v in [B, L, H, E] memory order (as a projection makes them): strided views."""
+class PackedAttention(nn.Module):
+    """q, k, v sliced from one packed [B, L, 3, H, E] projection: strided views
+    at offsets, in [B, L, H, E] memory order."""
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    def forward(self, qkv: torch.Tensor) -> torch.Tensor:
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
         return F.scaled_dot_product_attention(q, k, v, scale=0.3)
 
 
@@ -125,12 +126,11 @@ def test_sdpa_decode_row() -> None:
 
 
 def test_sdpa_strided_inputs_and_scale() -> None:
-    q, k, v = (_randn(2, 19, 3, 16, seed=i) for i in range(3))
-    _check_attention(TransposedAttention(), (q, k, v))
+    _check_attention(PackedAttention(), (_randn(2, 19, 3, 3, 16),))
 
 
 def test_sdpa_grouped_query_attention() -> None:
-    q = _randn(1, 4, 18, 16)
+    q = _randn(1, 4, 32, 16)
     k, v = _randn(1, 2, 33, 16, seed=1), _randn(1, 2, 33, 16, seed=2)
     _check_attention(Attention(enable_gqa=True, is_causal=True), (q, k, v))
 
@@ -147,8 +147,9 @@ def test_sdpa_bool_mask_with_fully_masked_row() -> None:
 
 
 def test_sdpa_float_mask() -> None:
-    q, k, v = _randn(2, 2, 12, 16), _randn(2, 2, 40, 16, seed=1), _randn(2, 2, 40, 16, seed=2)
-    mask = _randn(2, 1, 12, 40, seed=3)  # broadcast over heads
+    # L = 16 and S = 64 fill their blocks: no row or key masking at all.
+    q, k, v = _randn(2, 2, 16, 16), _randn(2, 2, 64, 16, seed=1), _randn(2, 2, 64, 16, seed=2)
+    mask = _randn(2, 1, 16, 64, seed=3)  # broadcast over heads
     mask[:, :, 3, ::2] = float("-inf")
     _check_attention(MaskedAttention(), (q, k, v, mask))
 

@@ -87,9 +87,6 @@ class KernelSignature:
         names += [f"{n}: tl.constexpr" for n in self.constexprs]
         return ", ".join(names)
 
-    def is_static(self, name: str) -> bool:
-        return name in self.constexprs
-
 
 def _next_pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
@@ -340,7 +337,7 @@ def {name}({params}):
     m_ok = offs_m < L
 
     q_ptrs = Q + b * sqb + h * sqh + offs_m[:, None] * sqm + offs_d[None, :] * sqd
-    q = _{name}_load(q_ptrs, m_ok, offs_d < E, True, BLOCK_D != E)
+    q = _{name}_load(q_ptrs, m_ok, offs_d < E, not EVEN_M, BLOCK_D != E)
     k_ptrs = K + b * skb + hk * skh + offs_n[:, None] * skm + offs_d[None, :] * skd
     v_ptrs = V + b * svb + hk * svh + offs_n[:, None] * svm + offs_dv[None, :] * svd
     mask_ptrs = {mask_ptrs}
@@ -372,7 +369,10 @@ def {name}({params}):
     o = acc / tl.where(dead, 1.0, l_i)[:, None]
     o = tl.where(dead[:, None], 0.0, o)
     o_ptrs = Out + bh * L * EV + offs_m[:, None] * EV + offs_dv[None, :]
-    tl.store(o_ptrs, o.to(q.dtype), mask=m_ok[:, None] & (offs_dv < EV)[None, :])
+    if EVEN_M and BLOCK_DV == EV:
+        tl.store(o_ptrs, o.to(q.dtype))
+    else:
+        tl.store(o_ptrs, o.to(q.dtype), mask=m_ok[:, None] & (offs_dv < EV)[None, :])
     if HAS_LSE:
         lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # natural units
         {lse_store}

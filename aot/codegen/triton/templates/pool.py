@@ -469,13 +469,13 @@ def max_pool_backward_template(
         "# -1 (no maximum) is skipped, as eager; anything else outside the plane",
         "# is reported ([Note: GPU index checks]) and skipped.",
         "bad = ok & (i != -1) & ((i < 0) | (i >= PLANE))",
-        "first = tl.argmax(bad.to(tl.int32), 0)",
         "if tl.max(bad.to(tl.int32), 0) != 0:",
-        "    value = tl.sum(tl.where(tl.arange(0, BLOCK) == first, i, 0), 0)",
-        "    tl.store(Errors + 1, value)",
-        "    tl.store(Errors + 2, PLANE + 0 * value)",
-        "    tl.store(Errors + 3, 0 * value)",
-        "    tl.store(Errors, 1 + 0 * value)",
+        "    # The first program to claim the slots records one of its bad indices.",
+        "    if tl.atomic_cas(Errors, tl.full([], 0, tl.int64), tl.full([], 1, tl.int64)) == 0:",
+        "        value = tl.max(tl.where(bad, i, -9223372036854775807 - 1), 0)",
+        "        tl.store(Errors + 1, value.to(tl.int64))",
+        "        tl.store(Errors + 2, tl.full([], PLANE, tl.int64))",
+        "        tl.store(Errors + 3, tl.full([], 0, tl.int64))",
         "use = ok & (i >= 0) & (i < PLANE)",
         "tl.atomic_add(GradIn + (n * C + c) * PLANE + i, g, mask=use, sem='relaxed')",
     ]
@@ -501,7 +501,6 @@ def max_pool_backward_template(
         )
 
     scatter = launch(scatter_name, sig, scatter_body, FloorDiv(total + _BLOCK - 1, _BLOCK))
-    scatter.writes.add(INDEX_ERRORS)
     scatter.index_checks = ["max pooling backward: indices"]
     return [
         launch(zero_name, zero, zero_body, FloorDiv(numel + 1023, 1024)),
