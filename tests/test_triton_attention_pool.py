@@ -7,9 +7,6 @@ key blocks, ragged ends and padded head dims."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-import types
 
 import pytest
 import torch
@@ -19,12 +16,6 @@ from torch import nn
 from tests.triton_interp import InterpretedIndexError, compile_and_interpret
 
 aten = torch.ops.aten
-
-if importlib.util.find_spec("aot.codegen.triton.loop_kernel") is None:
-    # Loop kernels are another module's (not written yet); these models have
-    # none, but generate_triton imports it.
-    _stub = types.ModuleType("aot.codegen.triton.loop_kernel")
-    sys.modules[_stub.__name__] = _stub
 
 # Every launch the tests generate, compiled for sm_90 by the last test.
 _KERNELS: list = []
@@ -118,6 +109,18 @@ def test_sdpa_odd_head_dims_and_lengths() -> None:
     # E = 24 and Ev = 40 padded to 32 and 64; L != S, S ragged.
     q, k, v = _randn(2, 3, 21, 24), _randn(2, 3, 45, 24, seed=1), _randn(2, 3, 45, 40, seed=2)
     _check_attention(Attention(), (q, k, v))
+
+
+class ComputedQueryAttention(nn.Module):
+    """The query a loop kernel's output (a plain buffer, not a view)."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q * 2.0, k, v)
+
+
+def test_sdpa_computed_query() -> None:
+    q, k, v = _randn(1, 2, 9, 16), _randn(1, 2, 20, 16, seed=1), _randn(1, 2, 20, 16, seed=2)
+    _check_attention(ComputedQueryAttention(), (q, k, v))
 
 
 def test_sdpa_decode_row() -> None:
