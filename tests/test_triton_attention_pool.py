@@ -278,6 +278,26 @@ def test_pooling(dtype: torch.dtype) -> None:
         torch.testing.assert_close(a, e, equal_nan=True, msg=lambda m, i=i: f"output {i}: {m}")
 
 
+class DynamicPools(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple:
+        return (
+            *F.max_pool2d(x, 3, 2, 1, return_indices=True),
+            F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+            F.adaptive_avg_pool2d(x, 3),
+            *F.adaptive_max_pool2d(x, (2, 3), return_indices=True),
+        )
+
+
+def test_pooling_dynamic_sizes() -> None:
+    # Batch, height and width are run-time values (size args; int64 index math).
+    x = _randn(2, 3, 11, 13)
+    dims = {0: torch.export.Dim("n", max=64), 2: torch.export.Dim("h", min=6, max=512)}
+    dims[3] = torch.export.Dim("w", min=6, max=512)
+    actual = _run(DynamicPools(), (x,), dynamic_shapes={"x": dims})
+    for a, e in zip(actual, DynamicPools()(x), strict=True):
+        torch.testing.assert_close(a, e)
+
+
 class PoolGradients(nn.Module):
     """max_pool{2,3}d_with_indices_backward with overlapping windows (the
     gradients of one input position add up), unbatched too."""
