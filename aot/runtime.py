@@ -670,9 +670,9 @@ class LoadedModel(_CHandle):
         Returns the outputs as a tuple.
         """
         lib, h = _library(), self._live()
-        inputs = list(inputs)
-        in_views = _views(inputs, "input", self.input_specs)
         opts = self._run_options(lib, num_threads, stream)
+        inputs = self._contiguous_on_gpu(list(inputs), opts.stream)
+        in_views = _views(inputs, "input", self.input_specs)
         if outputs is None:
             outputs = self._allocate_outputs(lib, h, inputs, in_views, opts)
         else:
@@ -683,6 +683,30 @@ class LoadedModel(_CHandle):
         )
         _check(lib, st)
         return tuple(outputs)
+
+    def _contiguous_on_gpu(self, inputs: list[Any], stream: int | None) -> list[Any]:
+        """The CUDA runtime takes contiguous inputs only (docs/ABI.md 9.2): a
+        strided CUDA tensor the model does not mutate is copied here, on the
+        run's stream; one it mutates is passed on (and refused, since a copy
+        would lose the write)."""
+        if not self.device.startswith("cuda"):
+            return inputs
+        strided = [
+            i
+            for i, t in enumerate(inputs)
+            if getattr(t, "is_cuda", False)
+            and not t.is_contiguous()
+            and i < len(self.input_specs)
+            and not self.input_specs[i].mutated
+        ]
+        if not strided:
+            return inputs
+        import torch
+
+        with torch.cuda.stream(torch.cuda.ExternalStream(stream or 0, device=self.device)):
+            for i in strided:
+                inputs[i] = inputs[i].contiguous()
+        return inputs
 
     def _run_options(self, lib: ctypes.CDLL, num_threads: int, stream: Any) -> _RunOptions:
         opts = _RunOptions()

@@ -1,14 +1,19 @@
 """The device the conformance suites run on: cpu, or the GPU when
 AOTC_TEST_DEVICE=cuda (scripts/gpu_check.sh sets it on a GPU machine). The
 same tests then export cuda packages (Triton cubins for the local GPU's arch)
-and compare them, through the C++ runtime, with eager on that GPU."""
+and run them through the C++ runtime on the GPU, with the inputs moved there;
+the eager reference stays on CPU (models that make CPU tensors in forward
+run unchanged), and the outputs come back to CPU for the comparison."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
+from aot.testing import AOTCRunnerUtil
 
 TEST_DEVICE = os.environ.get("AOTC_TEST_DEVICE", "cpu")
 
@@ -27,13 +32,23 @@ def export_options() -> Any:
     return ExportOptions(device="cuda", arch=f"sm_{major}{minor}")
 
 
-def on_test_device(value: Any) -> Any:
-    """|value| (a module, or a pytree of tensors) moved to TEST_DEVICE."""
-    if TEST_DEVICE == "cpu":
-        return value
+def _moved(value: Any, device: str) -> Any:
     import torch
     import torch.utils._pytree as pytree
 
-    if isinstance(value, torch.nn.Module):
-        return value.to(TEST_DEVICE)
-    return pytree.tree_map_only(torch.Tensor, lambda t: t.to(TEST_DEVICE), value)
+    return pytree.tree_map_only(torch.Tensor, lambda t: t.to(device), value)
+
+
+def run_compiled(model: Any, trials: Sequence[Any], **kwargs: Any) -> list[Any]:
+    """AOTCRunnerUtil.run_multiple(model, trials, **kwargs) on TEST_DEVICE:
+    |model| and |trials| stay as they are (CPU) for eager; on cuda the
+    package runs on the trials moved to the GPU and returns CPU outputs."""
+    if TEST_DEVICE == "cpu":
+        return AOTCRunnerUtil.run_multiple(model, trials, **kwargs)
+    for key in ("example_inputs", "example_kwargs", "list_example_kwargs"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = _moved(kwargs[key], TEST_DEVICE)
+    outputs = AOTCRunnerUtil.run_multiple(
+        model, _moved(list(trials), TEST_DEVICE), export_options(), **kwargs
+    )
+    return _moved(outputs, "cpu")

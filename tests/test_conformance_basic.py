@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from aot.testing import AOTCRunnerUtil, assert_close_to_eager
-from tests.devices import export_options, on_test_device
+from tests.devices import run_compiled
 
 Inputs = tuple[Any, ...]
 
@@ -52,15 +52,13 @@ def _check(
     the compiled callable): non-contiguous or channels-last layouts of the same values.
     Returns the compiled outputs.
     """
-    model = on_test_device(model.eval())
-    trials = [on_test_device(make_inputs()) for _ in range(1 + fresh)]
+    model = model.eval()
+    trials = [make_inputs() for _ in range(1 + fresh)]
     if stage is not None:
         trials = [stage(inputs) for inputs in trials]
     with torch.no_grad():
         expected = [model(*inputs) for inputs in trials]
-        actual = AOTCRunnerUtil.run_multiple(
-            model, trials, export_options(), example_inputs=trials[0]
-        )
+        actual = run_compiled(model, trials, example_inputs=trials[0])
     for k, (a, e) in enumerate(zip(actual, expected, strict=True)):
         try:
             assert_close_to_eager(a, e, atol, rtol)

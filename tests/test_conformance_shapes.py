@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aot.testing import AOTCRunnerUtil, assert_close_to_eager
-from tests.devices import export_options, on_test_device
+from tests.devices import run_compiled
 
 Inputs = tuple[Any, ...]
 
@@ -45,9 +45,9 @@ def check(
 ) -> None:
     """Compiles |model| on make_inputs(seed 0) and checks it against eager on
     those inputs and on make_inputs(seed 1)."""
-    model = on_test_device(model.eval())
-    trials = on_test_device([make_inputs(_gen(0)), make_inputs(_gen(1))])
-    actual = AOTCRunnerUtil.run_multiple(model, trials, export_options())
+    model = model.eval()
+    trials = [make_inputs(_gen(0)), make_inputs(_gen(1))]
+    actual = run_compiled(model, trials)
     for inputs, got in zip(trials, actual, strict=True):
         with torch.no_grad():
             expected = model(*inputs)

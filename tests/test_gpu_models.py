@@ -141,8 +141,11 @@ def test_example_on_gpu_matches_eager(name, dtype, tmp_path):
     with torch.no_grad():
         expected = [module(*args) for args in trials]
     actual = AOTCRunnerUtil.run_multiple(module, trials, options)
+    # float16 through four layers: eager's cuBLAS reduces in another order
+    # than the Triton tiles (allow_fp16_reduced_precision_reduction).
+    tolerance = 1e-2 if dtype == "float16" else None
     for a, e in zip(actual, expected, strict=True):
-        assert_close_to_eager(a, e, None, None)
+        assert_close_to_eager(a, e, tolerance, tolerance)
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 

@@ -1,5 +1,6 @@
 #include "cuda/cuda_device.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -107,6 +108,10 @@ Result<std::shared_ptr<CudaDevice>> CudaDevice::create(const CudaDriver* driver,
   device->driver_ = driver;
   device->index_ = index;
   device->dead_ = std::make_shared<DeadFlag>();
+  // AOTC_CUDA_SYNC_DEBUG=1 turns sync-debug mode on for every model, the way
+  // CUDA_LAUNCH_BLOCKING does for CUDA programs: a faulting kernel is named.
+  const char* sync_debug = std::getenv("AOTC_CUDA_SYNC_DEBUG");
+  device->sync_debug_ = sync_debug != nullptr && *sync_debug != '\0' && *sync_debug != '0';
   const std::string where = "opening cuda:" + std::to_string(index);
   auto fail = [&](const Status& status) { return status.annotate(where); };
 

@@ -102,7 +102,7 @@ class CudaDevice final {
 
   // When on, launch() synchronises after each kernel and names the failing
   // kernel's debug handle (slow; for debugging). Affects every user of this
-  // device.
+  // device. Starts on when the environment has AOTC_CUDA_SYNC_DEBUG=1.
   void set_sync_debug(bool on) { sync_debug_ = on; }
   bool sync_debug() const { return sync_debug_; }
 
