@@ -790,6 +790,17 @@ def ceiling_lines(ceilings: dict[str, Any], checks: dict[str, Any]) -> list[str]
     return lines
 
 
+def ceiling_title(ceilings: dict[str, Any]) -> str:
+    """The ceilings in a few words (the chart's second panel)."""
+    copy = ceilings.get("copy", {}).get("bytes_per_s")
+    matmul = ceilings.get("matmul", {}).get("flops_per_s")
+    parts = [
+        f"copy {copy / 1e12:.2f} TB/s" if copy else "copy -",
+        f"matmul {matmul / 1e12:.0f} TFLOP/s" if matmul else "matmul -",
+    ]
+    return ", ".join(parts)
+
+
 def _fraction(ratio: float | None) -> str:
     return "   -" if ratio is None else f"{ratio:4.2f}"
 
@@ -894,9 +905,14 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def chart(rows: list[dict[str, Any]], path: Path, checks: dict[str, Any] | None = None) -> None:
+def chart(
+    rows: list[dict[str, Any]],
+    path: Path,
+    checks: dict[str, Any] | None = None,
+    ceilings: dict[str, Any] | None = None,
+) -> None:
     """Speedups over eager per system; with |checks| (cuda), a second panel
-    of aotc's kernels as fractions of their ceilings, against the targets."""
+    of aotc's kernels as fractions of their |ceilings|, against the targets."""
     try:
         import matplotlib
 
@@ -938,6 +954,7 @@ def chart(rows: list[dict[str, Any]], path: Path, checks: dict[str, Any] | None 
         ax.set_xticklabels(list(names.values()))
         ax.set_ylabel("aotc kernel / ceiling (target 0.70)")
         ax.set_ylim(0, max(1.0, *ratios) * 1.1)
+        ax.set_title(ceiling_title(ceilings or {}), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"chart: {path}")
@@ -1029,6 +1046,24 @@ def main() -> int:
         if unknown:
             parser.error(f"--only: no model {', '.join(unknown)} on {args.device}")
         models = [m for m in models if m.name in wanted]
+    if not cuda:
+        return _main(args, models, repeats, budget_s)
+    # Inductor's Triton kernels go through its cache directory (Triton's cache
+    # included), which FORCE_DISABLE_CACHES leaves on: a fresh one keeps
+    # torch.compile and AOTInductor (its worker inherits it) cold too.
+    inductor_cache = tempfile.mkdtemp(prefix="bench-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache
+    try:
+        return _main(args, models, repeats, budget_s)
+    finally:
+        shutil.rmtree(inductor_cache, ignore_errors=True)
+
+
+def _main(
+    args: argparse.Namespace, models: list[Model], repeats: int, budget_s: float | None
+) -> int:
+    """The run, its table, notes, JSON and chart."""
+    cuda = args.device == "cuda"
     progress = Progress()
     env = environment(args.threads, args.device)
     print(", ".join(f"{k} {v}" for k, v in env.items()))
@@ -1061,7 +1096,7 @@ def main() -> int:
         write_json(rows)
         print(f"json: {args.json}")
     if args.chart:
-        chart(rows, args.chart, checks)
+        chart(rows, args.chart, checks, ceilings)
     return 0
 
 

@@ -249,7 +249,9 @@ def test_cuda_json_and_chart(bench, tmp_path) -> None:
     assert set(bench.report(env, [ROW])) == {"environment", "results"}  # cpu: as it was
     pytest.importorskip("matplotlib")
     path = tmp_path / "bench.png"
-    bench.chart([CUDA_ROW], path, CHECKS)
+    assert bench.ceiling_title(CEILINGS) == "copy 4.30 TB/s, matmul 700 TFLOP/s"
+    assert bench.ceiling_title({}) == "copy -, matmul -"
+    bench.chart([CUDA_ROW], path, CHECKS, CEILINGS)
     assert path.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -263,3 +265,59 @@ def test_aotc_builds_get_a_fresh_triton_cache(bench, monkeypatch) -> None:
     with bench.fresh_triton_cache():
         pass
     assert "TRITON_CACHE_DIR" not in os.environ
+
+
+def test_cuda_run_end_to_end_with_the_gpu_parts_stubbed(bench, monkeypatch, tmp_path, capsys):
+    """main() --device cuda with every GPU call replaced: the flow from the
+    ceilings to the table, the targets, the JSON and the chart."""
+    calls = []
+
+    def system(name, result):
+        def bench_system(model, rotation, repeats, device="cpu"):
+            calls.append((name, device, len(rotation), repeats))
+            return dict(result)
+
+        return bench_system
+
+    def aoti(name, quick, repeats, threads, device="cpu", timeout_s=None):
+        calls.append(("aoti", device, timeout_s))
+        return {"error": "exit -11: Segmentation fault"}
+
+    def tiny() -> list:
+        return [
+            bench.Model(name, lambda: torch.nn.Identity(), lambda: (torch.ones(4),), "bfloat16")
+            for name in ("gpt", "mlp")
+        ]
+
+    # main() sets these: monkeypatch puts them back afterwards.
+    monkeypatch.setenv("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "0")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "before"))
+    monkeypatch.setattr(bench, "cuda_refusal", lambda: None)
+    monkeypatch.setattr(bench, "environment", lambda threads, device: {"gpu": "stub"})
+    monkeypatch.setattr(bench, "l2_bytes", lambda: 64)  # 16-byte sets: 8 of them
+    monkeypatch.setattr(bench, "cuda_models", tiny)
+    monkeypatch.setattr(bench, "measure_ceilings", lambda repeats: CEILINGS)
+    monkeypatch.setattr(bench, "kernel_checks", lambda ceilings, repeats: CHECKS)
+    monkeypatch.setattr(bench, "bench_eager", system("eager", {"median_ms": 2.0}))
+    monkeypatch.setattr(bench, "bench_compile", system("compile", {"median_ms": 1.0}))
+    monkeypatch.setattr(bench, "bench_aotc", system("aotc", {"median_ms": 1.1}))
+    monkeypatch.setattr(bench, "bench_aoti", aoti)
+    out = tmp_path / "bench.json"
+    argv = ["bench.py", "--device", "cuda", "--json", str(out), "--only", "mlp"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert bench.main() == 0
+    assert calls[:3] == [(s, "cuda", 8, 50) for s in ("eager", "compile", "aotc")]
+    assert calls[3] == ("aoti", "cuda", bench.AOTI_TIMEOUT_S["cuda"])
+    printed = capsys.readouterr()
+    assert "mlp: aotc" in printed.err  # progress per model
+    text = printed.out
+    assert "0.80 of torch.matmul" in text and "mlp aoti: exit -11" in text
+    (target,) = [line for line in text.splitlines() if line.strip().startswith("mlp (")]
+    assert target.split()[2:] == ["0.55", "PASS", "1.10", "PASS"]
+    saved = json.loads(out.read_text())
+    assert [row["model"] for row in saved["results"]] == ["mlp"]
+    assert saved["results"][0]["input_sets"] == 8
+    assert saved["results"][0]["targets"]["vs_compile"]["verdict"] == "PASS"
+    assert saved["ceilings"] == CEILINGS and saved["kernel_checks"] == CHECKS
+    fresh = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])  # a fresh one, removed after the run
+    assert fresh != tmp_path / "before" and not fresh.exists()
