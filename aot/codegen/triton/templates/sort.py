@@ -244,7 +244,10 @@ def _store_row_elements(rows: _Rows, m: sympy.Expr | int, keep: str, bf16_nan: b
         f"vals = {rows.gather('si', 'out_mask')}",
     ]
     if bf16_nan:  # topk writes through float: a NaN comes out as 0x7FC0
-        lines.append('vals = tl.where(vals != vals, float("nan"), vals)')
+        lines += [
+            "nan_bits = tl.where(vals != vals, 0x7FC0, vals.to(tl.int16, bitcast=True))",
+            "vals = nan_bits.to(tl.int16).to(tl.bfloat16, bitcast=True)",
+        ]
     dst = f"out_base[:, None] + cols[None, :] * {sz(rows.inner)}"
     return [
         f"out_base = {out_base}",
@@ -364,7 +367,13 @@ def _median_all(
         f"val = {rows.gather('sel', 'row_mask')}",
     ]
     if floating and not ignore_nan:  # the canonical quiet NaN, as the CPU
-        body.append(f"val = tl.where(num_nan > 0, {nan}, val)")
+        if out.dtype == torch.bfloat16:  # by its bits (no bf16 constants in the interpreter)
+            body += [
+                "val_bits = tl.where(num_nan > 0, 0x7FC0, val.to(tl.int16, bitcast=True))",
+                "val = val_bits.to(tl.int16).to(tl.bfloat16, bitcast=True)",
+            ]
+        else:
+            body.append(f"val = tl.where(num_nan > 0, {nan}, val)")
     body.append("tl.store(out_ptr + rows, val, mask=row_mask)")
     return [rows.kernel(call, body, outputs)]
 
