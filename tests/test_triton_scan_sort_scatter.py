@@ -83,6 +83,7 @@ _SCANS["cummax_f32_ties_nan"][1][0][2, 5] = float("nan")
 _SCANS["cummax_long_row"][1][0][1, 1500] = float("nan")
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on inf - inf, masked off
 @pytest.mark.parametrize("case", list(_SCANS))
 def test_scan(case: str) -> None:
     fn, inputs = _SCANS[case]
@@ -93,6 +94,24 @@ def test_scan(case: str) -> None:
         if case == "cumsum_f32_long_row":  # a tree sum of 2500 terms in float32
             tol = {"atol": 1e-4, "rtol": 1e-4}
         torch.testing.assert_close(out, ref, equal_nan=True, **tol)
+
+
+class _DynamicScans(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cumsum(x, 1), torch.cummax(x, 0)[1]
+
+
+def test_scan_dynamic_sizes() -> None:
+    """Dynamic line count and row length: sizes passed at run time, rows looped."""
+    from torch.export import Dim
+
+    x = torch.randn(5, 7)
+    dims = ({0: Dim("a", min=2, max=64), 1: Dim("b", min=2, max=4096)},)
+    outs, _, launches = compile_and_interpret(_DynamicScans().eval(), [x], dynamic_shapes=dims)
+    GENERATED["scan_dynamic"] = [k for ks in launches for k in ks]
+    assert any(a.kind == "size" for k in GENERATED["scan_dynamic"] for a in k.args)
+    for out, ref in zip(outs, _DynamicScans()(x), strict=True):
+        torch.testing.assert_close(out, ref)
 
 
 # --------------------------------------------------------------------------- #
