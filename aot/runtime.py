@@ -286,8 +286,12 @@ def set_library_path(path: str | os.PathLike[str]) -> None:
 
 
 def library_path() -> Path:
-    """The libaotc.so this module uses (or will use on first load)."""
-    return _lib_path_override if _lib_path_override is not None else _default_library_path()
+    """The libaotc.so this module uses (or will use on first load):
+    set_library_path()'s, else $AOTC_RUNTIME_LIBRARY, else the installed one."""
+    if _lib_path_override is not None:
+        return _lib_path_override
+    chosen = os.environ.get("AOTC_RUNTIME_LIBRARY")
+    return Path(chosen).resolve() if chosen else _default_library_path()
 
 
 def _library() -> ctypes.CDLL:

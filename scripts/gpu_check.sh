@@ -71,6 +71,11 @@ if want suites; then
     tests/test_conformance_shapes.py tests/test_hf_models.py
 fi
 if want bench; then
+  # The benchmark runs outside pytest: build the runtime library it loads.
+  runtime_build="$root/build/gpu-check-runtime"
+  cmake -S "$root" -B "$runtime_build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+    cmake --build "$runtime_build" --target aotc >/dev/null &&
+    export AOTC_RUNTIME_LIBRARY="$runtime_build/cpp_runtime/libaotc.so"
   step bench python3 scripts/bench.py --device cuda --json "$out/bench.json" \
     --chart "$out/bench.png"
 fi
