@@ -198,6 +198,13 @@ def test_size_printer():
     assert p(FloorDiv(S0 * s1 + 3, s1 + 1)) == "(ctx.sym[0] * ctx.sym[1] + 3) / (ctx.sym[1] + 1)"
     assert p(ModularIndexing(S0, 2, s1)) == "ctx.sym[0] / 2 % ctx.sym[1]"
     assert p(4 * FloorDiv(S0, 2) * s1) == "4 * ctx.sym[1] * (ctx.sym[0] / 2)"
+    # A workspace offset: the division keeps its parentheses after a coefficient
+    # (64 * x / 64 would be x, an unaligned offset; found on a GPU).
+    assert p(64 * FloorDiv(4 * S0 + 63, 64)) == "64 * ((4 * ctx.sym[0] + 63) / 64)"
+    for value in (1, 2, 37):  # the printed C++ evaluates like the expression
+        expr = 64 * FloorDiv(4 * S0 * s1 + 63, 64) + 3 * ModularIndexing(S0, 1, 5)
+        text = p(expr).replace("ctx.sym[0]", str(value)).replace("ctx.sym[1]", "3")
+        assert eval(text.replace("/", "//")) == expr.subs({S0: value, s1: 3})
     assert p(2**40 * S0) == "1099511627776LL * ctx.sym[0]"
     assert p(sympy.Integer(7)) == "7"
     assert p(sympy.Symbol("i0", integer=True)) == "i0"  # loop variables print as themselves

@@ -113,7 +113,10 @@ class SizePrinter:
             numerator = sympy.Integer(coeff.p) * rest
             return f"{self._paren(numerator, _MUL)} / {_literal(int(coeff.q))}", _MUL
         factors = sorted(sympy.Mul.make_args(rest), key=sympy.default_sort_key)
-        texts = [self._paren(f, _MUL if i == 0 else _ATOM) for i, f in enumerate(factors)]
+        # Only a leading factor may go unparenthesised: after "64 * ", a
+        # division must keep its parentheses (64 * (x / 64), not 64 * x / 64).
+        lead = _MUL if coeff in (1, -1) else _ATOM
+        texts = [self._paren(f, lead if i == 0 else _ATOM) for i, f in enumerate(factors)]
         if coeff == -1:
             return "-" + (texts[0] if len(texts) == 1 else f"({' * '.join(texts)})"), _MUL
         if coeff != 1:
