@@ -456,6 +456,20 @@ def test_bmm_broadcast_batch():
     )
 
 
+def test_linear_of_a_transposed_3d_input_is_one_folded_gemm():
+    # Multi-head attention's in-projection of a seq-first view: torch makes a
+    # bmm over the sequence with the weight broadcast (batch stride 0); the
+    # template runs it as one GEMM over batch*M rows ([Note: folded batch]).
+    linear = torch.nn.Linear(16, 24)
+    plan, launches = check(
+        lambda x: linear(x.transpose(0, 1)),
+        randn(3, 7, 16),
+        kinds=("bmm",),
+    )
+    (source,) = [k.source for group in launches for k in group]
+    assert "(ram // 3)" in source  # rows are (sequence, batch) pairs of the view
+
+
 @needs_loop_kernels
 def test_convolution_dynamic_batch_and_width():
     from torch.export import Dim

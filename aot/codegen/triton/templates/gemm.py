@@ -298,7 +298,15 @@ def generate_gemm(
     alpha = float(node.params.get("alpha", 1.0))
     beta = float(node.params.get("beta", 0.0))
     use_bias = bias is not None and beta != 0.0
-    config = gemm_config(m, n, k, dtype, batch)
+    # [Note: folded batch] A bmm whose B is one matrix broadcast over the
+    # batch (stride 0: a linear layer applied to a 3-D view that does not
+    # flatten, as multi-head attention's in-projection of a transposed input)
+    # is one GEMM over batch*M rows: row r is (r // M, r % M) of A and row r
+    # of the contiguous output. A batch of tiny M-row GEMMs would re-read B
+    # once per batch and leave most of each tile empty.
+    folded = batch != 1 and _matrix(b)[0] == 0
+    rows = batch * m if folded else m
+    config = gemm_config(rows, n, k, dtype, 1 if folded else batch)
 
     p = KernelParams()
     p.pointer("a_ptr", a)
@@ -307,12 +315,13 @@ def generate_gemm(
         p.pointer("bias_ptr", bias)
     p.pointer("out_ptr", out)
     M, N, K = p.size(m, "M"), p.size(n, "N"), p.size(k, "K")
+    R = p.size(rows, "R") if folded else M
     sab, sam, sak = (p.size(s, f"stride_a{d}") for s, d in zip(_matrix(a), "bmk", strict=True))
     sbb, sbk, sbn = (p.size(s, f"stride_b{d}") for s, d in zip(_matrix(b), "bkn", strict=True))
     wide = needs_int64(a, b, out, *([bias] if use_bias else [])) or p.symbolic
 
     BM, BN, BK = config.block_m, config.block_n, config.block_k
-    tiles_m, tiles_n = cdiv_text(M, BM, "BLOCK_M"), cdiv_text(N, BN, "BLOCK_N")
+    tiles_m, tiles_n = cdiv_text(R, BM, "BLOCK_M"), cdiv_text(N, BN, "BLOCK_N")
     body = [
         "pid = tl.program_id(0)",
         f"tiles = ({tiles_m}) * ({tiles_n})",
@@ -326,10 +335,13 @@ def generate_gemm(
     if wide:
         body += ["batch = batch.to(tl.int64)", "rm = rm.to(tl.int64)", "rn = rn.to(tl.int64)"]
     # Clamped rows and columns: loads need no M/N masks ([Note: Triton GEMM]).
-    body.append("ram = rm" if m.is_Integer and int(m) % BM == 0 else f"ram = rm % {M}")
+    body.append("ram = rm" if rows.is_Integer and int(rows) % BM == 0 else f"ram = rm % {R}")
     body.append("rbn = rn" if n.is_Integer and int(n) % BN == 0 else f"rbn = rn % {N}")
+    a_rows = f"(ram // {M})[:, None] * {sab} + (ram % {M})[:, None] * {sam}"
+    if not folded:
+        a_rows = f"batch * {sab} + ram[:, None] * {sam}"
     body += [
-        f"a_ptrs = a_ptr + batch * {sab} + ram[:, None] * {sam} + rk[None, :] * {sak}",
+        f"a_ptrs = a_ptr + {a_rows} + rk[None, :] * {sak}",
         f"b_ptrs = b_ptr + batch * {sbb} + rk[:, None] * {sbk} + rbn[None, :] * {sbn}",
         "acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)",
     ]
@@ -358,14 +370,16 @@ def generate_gemm(
         scale = "" if beta == 1.0 else f" * {float_literal(beta, 'beta')}"
         body.append(f"acc = acc + bias.to(tl.float32){scale}")
     body += [
+        # (folded: batch is 0 and rm runs over all batch*M rows)
         f"idx = batch * ({M} * {N}) + rm[:, None] * {N} + rn[None, :]",
-        f"mask = (rm[:, None] < {M}) & (rn[None, :] < {N})",
+        f"mask = (rm[:, None] < {R}) & (rn[None, :] < {N})",
     ]
     store = ["tl.store(out_ptr + idx, acc.to(out_ptr.dtype.element_ty), mask=mask)"]
     body += epilogue_lines(epilogue, "idx", "acc", "mask", store)
 
     constexprs = {"BLOCK_M": BM, "BLOCK_N": BN, "BLOCK_K": BK, "GROUP_M": config.group_m}
-    grid = (sympy.sympify(batch) * cdiv(m, BM) * cdiv(n, BN), sympy.Integer(1), sympy.Integer(1))
+    programs = cdiv(rows, BM) * cdiv(n, BN) * (1 if folded else sympy.sympify(batch))
+    grid = (programs, sympy.Integer(1), sympy.Integer(1))
     return [finish_kernel(call.name, p, epilogue, config, constexprs, body, grid, out)]
 
 
