@@ -379,3 +379,19 @@ def test_generated_kernels_compile_for_sm90() -> None:
         if env is not None:
             os.environ["TRITON_INTERPRET"] = env
     assert len(compiled) == 2 * len(renamed)
+
+
+def test_float_erf_is_the_cpu_formula():
+    """[Note: GPU erf]: within 6e-7 of torch.erf, NaN, +-inf and -0 kept."""
+
+    class Erf(torch.nn.Module):
+        def forward(self, x):
+            return torch.erf(x), F.gelu(x)
+
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0])
+    x = torch.cat([torch.linspace(-6, 6, 2001), special])
+    (erf, gelu), _, _ = compile_and_interpret(Erf().eval(), (x,))
+    torch.testing.assert_close(erf, torch.erf(x), atol=6e-7, rtol=0, equal_nan=True)
+    finite = x.isfinite()
+    torch.testing.assert_close(gelu[finite], F.gelu(x)[finite], atol=2e-6, rtol=0)
+    assert torch.equal(erf[-5:].signbit(), torch.erf(special).signbit())
