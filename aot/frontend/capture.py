@@ -5,7 +5,8 @@ provenance; the decomposed one is the "post-grad" graph.
 [Note: CPU capture] Export always runs on CPU: a CPU-only torch refuses CUDA
 tensors, even fake ones. Model code that branches on torch.cuda.is_available()
 takes its CPU path. The target device is an export option applied after
-capture (only "cpu" exists so far, so there is nothing to retarget yet).
+capture: lowering and scheduling are device-neutral, and a cuda package gets
+Triton kernels at codegen (docs/ARCHITECTURE.md, GPU backend).
 """
 
 from __future__ import annotations
