@@ -13,6 +13,7 @@
 # Usage: scripts/gpu_check.sh [--steps smoke,examples,suites,bench] [--out DIR]
 #   --steps  which steps to run (default: all four)
 #   --out    where logs, the benchmark JSON and chart go (default build/gpu-check)
+# AOTC_BENCH_ARGS adds arguments to the benchmark (e.g. "--budget-s 150").
 # Wheels of missing Python packages (zstandard, say) may be put in .whl/:
 # they are installed to a private folder first.
 set -uo pipefail
@@ -76,8 +77,9 @@ if want bench; then
   cmake -S "$root" -B "$runtime_build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null &&
     cmake --build "$runtime_build" --target aotc >/dev/null &&
     export AOTC_RUNTIME_LIBRARY="$runtime_build/cpp_runtime/libaotc.so"
+  # shellcheck disable=SC2086  # AOTC_BENCH_ARGS: extra words, e.g. "--budget-s 150"
   step bench python3 scripts/bench.py --device cuda --json "$out/bench.json" \
-    --chart "$out/bench.png"
+    --chart "$out/bench.png" ${AOTC_BENCH_ARGS:-}
 fi
 
 echo
