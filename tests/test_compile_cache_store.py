@@ -114,11 +114,12 @@ def test_unknown_kinds_are_refused(cache):
 def test_round_trip(cache):
     for kind in KINDS:
         cache.put(kind, KEY, DATA)
-    assert cache.get("objects", KEY) == DATA
-    assert cache.get("libraries", KEY) == DATA
+    for kind in KINDS:
+        assert cache.get(kind, KEY) == DATA
     cache.put("objects", KEY, b"")  # replaces, and an empty payload is valid
     assert cache.get("objects", KEY) == b""
-    assert (cache.stats.hits, cache.stats.misses, cache.stats.stores) == (3, 0, 3)
+    stored = len(KINDS) + 1
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.stores) == (len(KINDS) + 1, 0, stored)
     data = entry_path(cache, "objects", KEY).read_bytes()
     assert data.startswith(b"AOTC-CACHE 1 ")
     assert temp_files(cache.root) == []
@@ -260,7 +261,7 @@ def test_two_writers_and_a_reader(tmp_path):
     assert [p.name for p in shard.iterdir()] == [KEY]
     cache = CompileCache(root)
     assert cache.get("objects", KEY) == bytes(range(256)) * 1024
-    assert cache.info().entries == {"libraries": 0, "objects": 1}
+    assert cache.info().entries == {"libraries": 0, "objects": 1, "triton": 0}
 
 
 def test_module_imports_only_the_standard_library():
@@ -352,7 +353,7 @@ def test_eviction_removes_stale_temp_files(cache):
 
 
 def test_info_and_clear(cache):
-    assert cache.info().entries == {"libraries": 0, "objects": 0}  # missing root
+    assert cache.info().entries == {"libraries": 0, "objects": 0, "triton": 0}  # missing root
     assert cache.clear() == 0
     keys = _keys(3)
     for key in keys:
@@ -364,8 +365,12 @@ def test_info_and_clear(cache):
     info = cache.info()
     assert isinstance(info, CacheInfo)
     assert info.root == cache.root and info.max_bytes == DEFAULT_MAX_BYTES
-    assert info.entries == {"libraries": 1, "objects": 3}
-    assert info.bytes == {"libraries": _entry_size(b"lib"), "objects": 3 * _entry_size(DATA)}
+    assert info.entries == {"libraries": 1, "objects": 3, "triton": 0}
+    assert info.bytes == {
+        "libraries": _entry_size(b"lib"),
+        "objects": 3 * _entry_size(DATA),
+        "triton": 0,
+    }
     assert info.total_bytes == _entry_size(b"lib") + 3 * _entry_size(DATA)
     text = info.format()
     assert str(cache.root) in text and "2.0 GiB" in text
