@@ -406,13 +406,17 @@ def fresh_triton_cache() -> Iterator[None]:
 
 
 def bench_aotc(
-    model: torch.nn.Module, rotation: list, repeats: int, device: str = "cpu"
+    model: torch.nn.Module,
+    rotation: list,
+    repeats: int,
+    device: str = "cpu",
+    dynamic_shapes: Any = None,
 ) -> dict[str, Any]:
     options = aotc_options(device)
     start = time.perf_counter()
     # A model on the GPU is captured from CPU copies (part of the build time).
     with fresh_triton_cache():
-        path = AOTCRunnerUtil.compile(model, rotation[0], options)
+        path = AOTCRunnerUtil.compile(model, rotation[0], options, dynamic_shapes)
     compile_s = time.perf_counter() - start
     n = len(rotation)
     try:
@@ -520,6 +524,48 @@ def release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+# [Note: dynamic against static] Issue 12: a package with a dynamic batch dim
+# must run within DYNAMIC_TARGET of the static package's latency at the same
+# size. The examples are exported a second time with dim 0 of every input one
+# shared Dim ("batch", from 1 to twice the example's) and timed on the same
+# inputs; the table's notes print the ratio.
+DYNAMIC_TARGET = 1.10
+DYNAMIC_MODELS = ("cnn", "gpt", "mlp", "transformer")
+
+
+def batch_dynamic_shapes(inputs: tuple[Any, ...]) -> tuple[dict[int, Any], ...] | None:
+    """dynamic_shapes making dim 0 of every input one shared batch Dim, or
+    None when the inputs do not share a batch of at least 2 (torch.export
+    specialises sizes 0 and 1)."""
+    sizes = {int(t.shape[0]) for t in inputs if isinstance(t, torch.Tensor) and t.dim() > 0}
+    if len(sizes) != 1 or len(inputs) == 0 or min(sizes) < 2:
+        return None
+    if not all(isinstance(t, torch.Tensor) and t.dim() > 0 for t in inputs):
+        return None
+    batch = torch.export.Dim("batch", min=1, max=2 * sizes.pop())
+    return tuple({0: batch} for _ in inputs)
+
+
+def dynamic_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per model timed both ways: dynamic / static and the verdict."""
+    out = []
+    for row in rows:
+        dynamic, static = row.get("aotc_dynamic", {}), row.get("aotc", {})
+        if "median_ms" not in dynamic or "median_ms" not in static:
+            if "error" in dynamic:
+                out.append(f"  {row['model']:<12} dynamic batch: error: {dynamic['error']}")
+            continue
+        ratio = dynamic["median_ms"] / static["median_ms"]
+        verdict = "PASS" if ratio <= DYNAMIC_TARGET else "MISS"
+        out.append(
+            f"  {row['model']:<12} dynamic {dynamic['median_ms']:.3f} ms / static "
+            f"{static['median_ms']:.3f} ms = {ratio:.2f}  (target <= {DYNAMIC_TARGET})  {verdict}"
+        )
+    if out:
+        out.insert(0, "dynamic batch against static, same size (issue 12):")
+    return out
+
+
 def run(
     models: list[Model],
     quick: bool,
@@ -551,6 +597,13 @@ def run(
                     row[system] = bench(model, rotation, repeats, device)
                 except Exception as e:  # recorded, not fatal: the table says why
                     row[system] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            dynamic = batch_dynamic_shapes(rotation[0]) if entry.name in DYNAMIC_MODELS else None
+            if dynamic is not None and "median_ms" in row["aotc"]:
+                progress(f"{entry.name}: aotc with a dynamic batch")
+                try:
+                    row["aotc_dynamic"] = bench_aotc(model, rotation, repeats, device, dynamic)
+                except Exception as e:
+                    row["aotc_dynamic"] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
         del model, rotation
         release(device)
         timeout = aoti_timeout_s(device, progress.elapsed(), budget_s, len(models) - index - 1)
@@ -1087,6 +1140,8 @@ def _main(
     )
     for line in notes(rows):
         print(f"  {line}")
+    for line in dynamic_lines(rows):
+        print(line)
     if cuda:
         assert ceilings is not None and checks is not None
         for line in ceiling_lines(ceilings, checks) + target_lines(rows):

@@ -321,3 +321,24 @@ def test_cuda_run_end_to_end_with_the_gpu_parts_stubbed(bench, monkeypatch, tmp_
     assert saved["ceilings"] == CEILINGS and saved["kernel_checks"] == CHECKS
     fresh = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])  # a fresh one, removed after the run
     assert fresh != tmp_path / "before" and not fresh.exists()
+
+
+def test_dynamic_batch_comparison(bench) -> None:
+    """[Note: dynamic against static]: the shared batch Dim and the verdicts."""
+    x, y = torch.randn(4, 3), torch.randn(4, 5)
+    shapes = bench.batch_dynamic_shapes((x, y))
+    assert shapes is not None and shapes[0][0] is shapes[1][0]
+    assert shapes[0][0].min == 1 and shapes[0][0].max == 8
+    assert bench.batch_dynamic_shapes((torch.randn(1, 3),)) is None  # export specialises 1
+    assert bench.batch_dynamic_shapes((x, torch.randn(3, 5))) is None  # no shared batch
+    rows = [
+        {"model": "mlp", "aotc": {"median_ms": 1.0}, "aotc_dynamic": {"median_ms": 1.05}},
+        {"model": "gpt", "aotc": {"median_ms": 1.0}, "aotc_dynamic": {"median_ms": 1.2}},
+        {"model": "cnn", "aotc": {"median_ms": 1.0}, "aotc_dynamic": {"error": "Boom: x"}},
+        {"model": "hf_bert", "aotc": {"median_ms": 1.0}},
+    ]
+    lines = bench.dynamic_lines(rows)
+    assert lines[0].startswith("dynamic batch against static")
+    assert "1.05" in lines[1] and lines[1].endswith("PASS")
+    assert "1.20" in lines[2] and lines[2].endswith("MISS")
+    assert "error: Boom: x" in lines[3] and len(lines) == 4
