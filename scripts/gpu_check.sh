@@ -3,10 +3,11 @@
 # driver, torch with CUDA, triton, cmake and ninja (no network needed):
 #   1. the CUDA runtime smoke test (scripts/gpu_smoke.sh: device, modules,
 #      launches, sync-debug, faults);
-#   2. the GPU tests: the examples in float32/bfloat16/float16, then the
-#      conformance suites and the Hugging Face models with
-#      AOTC_TEST_DEVICE=cuda, each exported as a cuda package for this GPU and
-#      compared with eager on it through the C++ runtime;
+#   2. the GPU tests: the examples in float32/bfloat16/float16 against eager
+#      on the GPU, and graph replay; then, with AOTC_TEST_DEVICE=cuda, the
+#      conformance suites, the Hugging Face models and the examples with
+#      dynamic batch and sequence dims, each exported as a cuda package for
+#      this GPU, run through the C++ runtime and compared with eager on CPU;
 #   3. the benchmark (scripts/bench.py --device cuda), its JSON and chart.
 # Prints a PASS/FAIL line per step and a summary; exits non-zero on a failure.
 #
@@ -69,7 +70,8 @@ if want smoke; then step smoke bash scripts/gpu_smoke.sh; fi
 if want examples; then step examples "${pytest[@]}" tests/test_gpu_models.py tests/test_gpu.py; fi
 if want suites; then
   step suites env AOTC_TEST_DEVICE=cuda "${pytest[@]}" tests/test_conformance_basic.py \
-    tests/test_conformance_shapes.py tests/test_hf_models.py
+    tests/test_conformance_shapes.py tests/test_hf_models.py \
+    tests/test_dynamic_shapes.py::test_example_runs_at_min_max_and_odd_sizes
 fi
 if want bench; then
   # The benchmark runs outside pytest: build the runtime library it loads.

@@ -18,6 +18,7 @@ from aot.frontend.dynamic_spec import parse_dynamic_spec
 from aot.frontend.loader import load_model_file
 from aot.options import ExportOptions
 from aot.testing import assert_close_to_eager
+from tests.devices import TEST_DEVICE, export_options
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,8 +67,15 @@ def test_example_size_under_two_is_refused(tmp_path):
         load_model_file(model, ExportOptions(dynamic=("input:0=b[1,8]",)))
 
 
-def _export(tmp_path: Path, example: str, specs: list[str]) -> Path:
-    options = ExportOptions(dynamic=tuple(specs))
+def _export(tmp_path: Path, example: str, specs: list[str], device: bool = False) -> Path:
+    """|example| exported with |specs|; with |device|, for AOTC_TEST_DEVICE
+    (tests/devices.py: the GPU in scripts/gpu_check.sh)."""
+    target = export_options() if device else None
+    options = ExportOptions(
+        dynamic=tuple(specs),
+        device=target.device if target else "cpu",
+        arch=target.arch if target else None,
+    )
     return export_model(REPO / "examples" / f"{example}.py", tmp_path / "m.pt2", options, True)
 
 
@@ -95,14 +103,15 @@ CASES = {
 @pytest.mark.parametrize("example", list(CASES))
 def test_example_runs_at_min_max_and_odd_sizes(example, tmp_path):
     specs, sizes, make = CASES[example]
-    package = _export(tmp_path, example, specs)
-    model = runtime.load(package)
+    package = _export(tmp_path, example, specs, device=True)
+    model = runtime.load(package, device=TEST_DEVICE)
     eager = _eager(example)
     for size in sizes:
         x = make(*size)
         with torch.no_grad():
             expected = eager(x)
-        (got,) = model(x)
+        (got,) = model(x.to(TEST_DEVICE))
+        got = got.cpu()
         assert got.shape == expected.shape, size
         assert_close_to_eager(got, expected, None, None)
 
