@@ -27,6 +27,23 @@ JOBS = os.environ.get("AOTC_TEST_BUILD_JOBS", "2")  # the dev box has 2 cores
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _interpret_triton()
+    _fresh_compile_cache(config)
+
+
+def _interpret_triton() -> None:
+    """tests/triton_interp.py runs Triton kernels with Triton's interpreter,
+    which works only when TRITON_INTERPRET is set before triton is first
+    imported (triton.language's own @jit helpers are made interpretable as
+    they are defined), and any test module may import it first. Set it for the
+    whole session, except in a GPU session (AOTC_TEST_DEVICE=cuda), where
+    torch's own Triton kernels must compile. aotc's offline compiles are
+    unaffected: their workers run without it (aot/build/triton_build.py)."""
+    if os.environ.get("AOTC_TEST_DEVICE", "cpu") == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def _fresh_compile_cache(config: pytest.Config) -> None:
     """One compile cache for the session, started empty: tests that compile
     the same model share its library and objects, nothing leaks into (or is
     served from) the user's ~/.cache/aotc, and every run starts cold. Set
