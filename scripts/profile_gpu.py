@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench  # noqa: E402
+
 from aot.options import ExportOptions  # noqa: E402
 from aot.testing import AOTCRunnerUtil  # noqa: E402
 
@@ -67,11 +68,13 @@ def main() -> int:
         compiled = AOTCRunnerUtil.load(
             AOTCRunnerUtil.compile(module, inputs, options), device="cuda"
         )
+        systems = {"aotc": compiled, "eager": module}
         with torch.no_grad():
-            for fn, title in (
-                (lambda: compiled(*inputs), "aotc"),
-                (lambda: module(*inputs), "eager"),
-            ):
+            for title, system in systems.items():
+
+                def fn(system: Callable[..., object] = system, args: tuple = inputs) -> object:
+                    return system(*args)
+
                 for _ in range(5):  # warm-up: module loads, cuBLAS handles
                     fn()
                 print_table(f"== {name} {title}", kernel_times(fn, args.runs), args.runs, args.top)
