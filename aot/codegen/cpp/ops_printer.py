@@ -154,7 +154,18 @@ _INT32_MAX = 2**31 - 1
 
 class CppIndexPrinter:
     """sympy index expression -> int64 C++ expression. |symbol_name| names
-    each free symbol in C++ (loop variables, indirect indices, size locals)."""
+    each free symbol in C++ (loop variables, indirect indices, size locals).
+    The Triton backend's printer is this one with its own spellings of
+    literals, floor division, min/max and the error (TritonIndexPrinter)."""
+
+    FLOOR_DIV = "/"  # operands are non-negative: C++'s / is floor division
+    MINMAX = ("std::max<int64_t>", "std::min<int64_t>")
+
+    def _literal(self, value: int) -> str:
+        return str(value) if abs(value) <= _INT32_MAX else f"{value}LL"
+
+    def _error(self, message: str) -> Exception:
+        return CodegenError(message)
 
     def __init__(self, symbol_name: Callable[[sympy.Symbol], str]) -> None:
         self._symbol_name = symbol_name
@@ -169,8 +180,7 @@ class CppIndexPrinter:
 
     def _print(self, e: sympy.Expr) -> str:
         if e.is_Integer:
-            value = int(e)
-            return str(value) if abs(value) <= _INT32_MAX else f"{value}LL"
+            return self._literal(int(e))
         if e.is_Symbol:
             return self._symbol_name(e)
         if isinstance(e, sympy.Add):
@@ -181,10 +191,10 @@ class CppIndexPrinter:
             base, exp = e.args
             if exp.is_Integer and int(exp) > 0:
                 return " * ".join([self._operand(base)] * int(exp))
-            raise CodegenError(f"cannot print {e} as a C++ integer index")
+            raise self._error(f"cannot print {e} as an integer index")
         if isinstance(e, FloorDiv):
             base, divisor = e.args
-            return f"({self._operand(base)} / {self._operand(divisor)})"
+            return f"({self._operand(base)} {self.FLOOR_DIV} {self._operand(divisor)})"
         if isinstance(e, ModularIndexing):
             base, divisor, modulus = e.args
             # FloorDiv may simplify to an Add ((i1 + 64*i0) // 64 == i0 + i1 // 64):
@@ -192,13 +202,13 @@ class CppIndexPrinter:
             quotient = base if divisor == 1 else FloorDiv(base, divisor)
             return f"({self._operand(quotient)} % {self._operand(modulus)})"
         if isinstance(e, sympy.Max | sympy.Min):
-            fn = "std::max" if isinstance(e, sympy.Max) else "std::min"
+            fn = self.MINMAX[0] if isinstance(e, sympy.Max) else self.MINMAX[1]
             args = [self(a) for a in e.args]
             text = args[0]
             for arg in args[1:]:
-                text = f"{fn}<int64_t>({text}, {arg})"
+                text = f"{fn}({text}, {arg})"
             return text
-        raise CodegenError(f"cannot print {type(e).__name__} {e} as a C++ index")
+        raise self._error(f"cannot print {type(e).__name__} {e} as an index")
 
     def _operand(self, e: sympy.Expr) -> str:
         """|e| parenthesised where it is not an atom."""
@@ -224,13 +234,13 @@ class CppIndexPrinter:
     def _print_mul(self, e: sympy.Mul) -> str:
         coeff, rest = e.as_coeff_Mul()
         if not coeff.is_Integer:
-            raise CodegenError(f"index {e} has a non-integer coefficient")
+            raise self._error(f"index {e} has a non-integer coefficient")
         factors = [self._operand(f) for f in sympy.Mul.make_args(rest)]
         coeff = int(coeff)
         if coeff == -1:
             return "-" + " * ".join(factors)
         if coeff != 1:
-            factors.append(str(coeff) if abs(coeff) <= _INT32_MAX else f"{coeff}LL")
+            factors.append(self._literal(coeff))
         return " * ".join(factors)
 
 

@@ -44,6 +44,7 @@ import torch
 
 from ...ir.ops import MATH_FUNCTIONS
 from ...ir.symbols import FloorDiv, ModularIndexing
+from ..cpp.ops_printer import CppIndexPrinter
 from .launch import TritonCodegenError
 
 # torch dtype -> Triton dtype of a value.
@@ -119,71 +120,18 @@ def triton_literal(value: float | int | bool, dtype: torch.dtype) -> str:
 # ---------------------------------------------------------------------------
 
 
-class TritonIndexPrinter:
+class TritonIndexPrinter(CppIndexPrinter):
     """sympy index expression -> Triton integer expression. |symbol_name|
     names each free symbol (loop variables, indirect indices, size args)."""
 
-    def __init__(self, symbol_name: Callable[[sympy.Symbol], str]) -> None:
-        self._symbol_name = symbol_name
-        self._cache: dict[sympy.Expr, str] = {}
+    FLOOR_DIV = "//"
+    MINMAX = ("tl.maximum", "tl.minimum")
 
-    def __call__(self, expr: sympy.Expr | int) -> str:
-        expr = sympy.sympify(expr)
-        text = self._cache.get(expr)
-        if text is None:
-            text = self._cache[expr] = self._print(expr)
-        return text
+    def _literal(self, value: int) -> str:
+        return str(value)
 
-    def _print(self, e: sympy.Expr) -> str:
-        if e.is_Integer:
-            return str(int(e))
-        if e.is_Symbol:
-            return self._symbol_name(e)
-        if isinstance(e, sympy.Add):
-            terms = [t for t in e.args if not t.is_Number] + [t for t in e.args if t.is_Number]
-            out = self(terms[0])
-            for term in terms[1:]:
-                if term.could_extract_minus_sign():
-                    out += f" - {self._operand(-term)}"
-                else:
-                    out += f" + {self._operand(term)}"
-            return out
-        if isinstance(e, sympy.Mul):
-            coeff, rest = e.as_coeff_Mul()
-            if not coeff.is_Integer:
-                raise TritonCodegenError(f"index {e} has a non-integer coefficient")
-            factors = [self._operand(f) for f in sympy.Mul.make_args(rest)]
-            if int(coeff) == -1:
-                return "-" + " * ".join(factors)
-            if int(coeff) != 1:
-                factors.append(str(int(coeff)))
-            return " * ".join(factors)
-        if isinstance(e, sympy.Pow):
-            base, exp = e.args
-            if exp.is_Integer and int(exp) > 0:
-                return " * ".join([self._operand(base)] * int(exp))
-            raise TritonCodegenError(f"cannot print {e} as a Triton integer index")
-        if isinstance(e, FloorDiv):
-            base, divisor = e.args
-            return f"({self._operand(base)} // {self._operand(divisor)})"
-        if isinstance(e, ModularIndexing):
-            base, divisor, modulus = e.args
-            quotient = base if divisor == 1 else FloorDiv(base, divisor)
-            return f"({self._operand(quotient)} % {self._operand(modulus)})"
-        if isinstance(e, sympy.Max | sympy.Min):
-            fn = "tl.maximum" if isinstance(e, sympy.Max) else "tl.minimum"
-            args = [self(a) for a in e.args]
-            text = args[0]
-            for arg in args[1:]:
-                text = f"{fn}({text}, {arg})"
-            return text
-        raise TritonCodegenError(f"cannot print {type(e).__name__} {e} as a Triton index")
-
-    def _operand(self, e: sympy.Expr) -> str:
-        text = self(e)
-        if isinstance(e, sympy.Add | sympy.Mul | sympy.Pow) or (e.is_Integer and int(e) < 0):
-            return f"({text})"
-        return text
+    def _error(self, message: str) -> Exception:
+        return TritonCodegenError(message)
 
 
 def index_bound(expr: sympy.Expr, ranges: Mapping[sympy.Symbol, int]) -> int | None:
