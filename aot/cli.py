@@ -100,6 +100,26 @@ def local_gpu_arch(device: str | None) -> str | None:
     return f"sm_{major}{minor}"
 
 
+def export_errors() -> tuple[type[Exception], ...]:
+    """What a failed export raises for the user (printed as one line, no
+    traceback): the model, an op, lowering, the C++ build or the Triton backend."""
+    from aot.build import BuildError
+    from aot.build.triton_build import TritonBuildError
+    from aot.codegen.triton.launch import TritonCodegenError
+    from aot.frontend import FrontendError
+    from aot.lowering import UnsupportedOpError
+    from aot.lowering.graph_lowering import LoweringError
+
+    return (
+        FrontendError,
+        UnsupportedOpError,
+        LoweringError,
+        BuildError,
+        TritonCodegenError,
+        TritonBuildError,
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from aot.options import ExportOptions
 
@@ -113,12 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         cache_key_tag=args.cache_key_tag,
     )
     from aot.build import BuildError
-    from aot.build.triton_build import TritonBuildError
-    from aot.codegen.triton.launch import TritonCodegenError
     from aot.export import export_model
-    from aot.frontend import FrontendError
-    from aot.lowering import UnsupportedOpError
-    from aot.lowering.graph_lowering import LoweringError
 
     try:
         output = export_model(
@@ -130,14 +145,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             cache=None if args.no_cache else "env",
             stats_json=Path(args.stats_json) if args.stats_json else None,
         )
-    except (
-        FrontendError,
-        UnsupportedOpError,
-        LoweringError,
-        BuildError,
-        TritonCodegenError,
-        TritonBuildError,
-    ) as e:
+    except export_errors() as e:
         if args.verbose:
             import traceback
 
@@ -451,13 +459,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     import torch.utils._pytree as pytree
 
     from aot import runtime
-    from aot.build import BuildError, Progress
-    from aot.build.triton_build import TritonBuildError
-    from aot.codegen.triton.launch import TritonCodegenError
+    from aot.build import Progress
     from aot.export import compile_exported
-    from aot.frontend import FrontendError, run_frontend
-    from aot.lowering import UnsupportedOpError
-    from aot.lowering.graph_lowering import LoweringError
+    from aot.frontend import run_frontend
     from aot.options import ExportOptions
     from aot.testing import AOTCRunnerUtil
 
@@ -475,14 +479,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             # compiler does to the module can change it.
             module, examples = copy.deepcopy(exported.module), exported.example_inputs
             package = compile_exported(exported, work / "model.pt2", Progress(quiet=True))
-        except (
-            FrontendError,
-            UnsupportedOpError,
-            LoweringError,
-            BuildError,
-            TritonCodegenError,
-            TritonBuildError,
-        ) as e:
+        except export_errors() as e:
             raise CliError(str(e)) from e
         compiled = AOTCRunnerUtil.load(str(package), device=run_device)
         print(
